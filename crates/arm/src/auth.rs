@@ -1,0 +1,138 @@
+//! Authentication of ARM requests: `Authorization: Bearer <token>` from the identity service, for
+//! an ARM audience. Missing, malformed, invalid, expired and wrong-audience tokens are 401s with
+//! ARM's codes and a `WWW-Authenticate` challenge naming where to get a token.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use identity::jwt::TokenError;
+use serde_json::Value;
+
+use crate::Arm;
+use crate::error::ArmError;
+
+/// The audiences ARM accepts, compared without a trailing slash.
+pub const ARM_AUDIENCES: [&str; 2] =
+    ["https://management.core.windows.net", "https://management.azure.com"];
+
+/// Whether a token's `aud` is an ARM audience.
+pub fn is_arm_audience(audience: &str) -> bool {
+    let audience = audience.trim_end_matches('/').to_ascii_lowercase();
+    ARM_AUDIENCES.contains(&audience.as_str())
+}
+
+/// Whether the principal is a user or an application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User,
+    Application,
+}
+
+/// The authenticated caller of an ARM request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    tenant_id: String,
+    object_id: String,
+    app_id: String,
+    kind: PrincipalKind,
+}
+
+impl Caller {
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+    /// The user's or service principal's object id in `tenant_id`.
+    pub fn object_id(&self) -> &str {
+        &self.object_id
+    }
+    /// The client application's id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+    pub fn kind(&self) -> PrincipalKind {
+        self.kind
+    }
+}
+
+/// Checks a bearer token for ARM and returns its caller.
+pub async fn authenticate(arm: &Arm, token: &str) -> Result<Caller, ArmError> {
+    let authorization_uri = format!("{}/common", arm.identity().origin());
+    let claims = arm.identity().verify(token).await.map_err(|error| match error {
+        TokenError::Expired { exp } => ArmError::unauthorized(
+            "ExpiredAuthenticationToken",
+            format!("The access token expired at {exp} (seconds since the epoch)."),
+            &authorization_uri,
+        ),
+        other => ArmError::unauthorized(
+            "InvalidAuthenticationToken",
+            format!("The access token is invalid: {other}."),
+            &authorization_uri,
+        ),
+    })?;
+    let claim =
+        |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let tenant_id = claim("tid");
+    let authorization_uri = format!("{}/{tenant_id}", arm.identity().origin());
+    let audience = claim("aud");
+    if !is_arm_audience(&audience) {
+        return Err(ArmError::unauthorized(
+            "InvalidAuthenticationTokenAudience",
+            format!(
+                "The access token has been obtained for wrong audience or resource '{audience}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
+            ),
+            &authorization_uri,
+        ));
+    }
+    let kind = match claim("idtyp").as_str() {
+        "user" => PrincipalKind::User,
+        "app" => PrincipalKind::Application,
+        other => {
+            return Err(ArmError::unauthorized(
+                "InvalidAuthenticationToken",
+                format!(
+                    "The access token is invalid: it is not an access token (idtyp {other:?})."
+                ),
+                &authorization_uri,
+            ));
+        }
+    };
+    if tenant_id.is_empty() || claim("oid").is_empty() {
+        return Err(ArmError::unauthorized(
+            "InvalidAuthenticationToken",
+            "The access token is invalid: it names no tenant or principal.",
+            &authorization_uri,
+        ));
+    }
+    Ok(Caller { tenant_id, object_id: claim("oid"), app_id: claim("appid"), kind })
+}
+
+impl FromRequestParts<Arc<Arm>> for Caller {
+    type Rejection = ArmError;
+
+    async fn from_request_parts(parts: &mut Parts, arm: &Arc<Arm>) -> Result<Caller, ArmError> {
+        let authorization_uri = format!("{}/common", arm.identity().origin());
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ArmError::unauthorized(
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+                &authorization_uri,
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty());
+        let Some(token) = token else {
+            return Err(ArmError::unauthorized(
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                &authorization_uri,
+            ));
+        };
+        authenticate(arm, token).await
+    }
+}

@@ -1,0 +1,290 @@
+//! The device-code flow (`az login --use-device-code`): `POST /{tenant}/oauth2/v2.0/devicecode`
+//! hands out a device code and a user code; a person opens `/devicelogin`, enters the user code
+//! and signs in; meanwhile the device polls the token endpoint, which answers
+//! `authorization_pending` until then and the tokens after.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::json;
+use store::Timestamp;
+use store::identity::DeviceCode;
+
+use crate::Identity;
+use crate::authorize::{escape, sign_in_message};
+use crate::error::OAuthError;
+use crate::secret::client_secret_hash;
+use crate::signin::SignInError;
+use crate::token::{
+    is_first_party_client, is_known_resource, is_multi_tenant_segment, resource_of,
+};
+
+/// How long a device code can wait for its sign-in.
+pub const DEVICE_CODE_LIFETIME_SECONDS: i64 = 900;
+/// How often the device should poll, in seconds.
+pub const POLL_INTERVAL_SECONDS: i64 = 5;
+
+/// Letters and digits that cannot be mistaken for one another.
+const USER_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The routes, to merge into the server's router.
+pub fn router(identity: Arc<Identity>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(device_code))
+        .route("/devicelogin", get(login_page).post(login_submit))
+        .with_state(identity)
+}
+
+fn form_params(body: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+async fn device_code(
+    State(identity): State<Arc<Identity>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let params = form_params(&body);
+    match start(&identity, &tenant, &params).await {
+        Ok(body) => crate::routes::json_response(StatusCode::OK, &body),
+        Err(error) => crate::routes::oauth_error(&identity, &headers, &error),
+    }
+}
+
+async fn start(
+    identity: &Identity,
+    tenant: &str,
+    params: &HashMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    if !is_multi_tenant_segment(tenant) {
+        let segment = tenant.to_owned();
+        let found = identity
+            .store()
+            .read(move |tx| tx.tenant_find(&segment))
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        found.ok_or_else(|| OAuthError::unknown_tenant(tenant))?;
+    }
+    let client_id = params
+        .get("client_id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| OAuthError::missing_parameter("client_id"))?;
+    if !is_first_party_client(client_id) {
+        return Err(OAuthError::unknown_application(client_id, tenant));
+    }
+    let scope = params
+        .get("scope")
+        .filter(|scope| !scope.is_empty())
+        .ok_or_else(|| OAuthError::missing_parameter("scope"))?;
+    let resource = resource_of(scope)?;
+    if !is_known_resource(resource, identity.origin()) {
+        return Err(OAuthError::unknown_resource(resource, tenant));
+    }
+    let random = SystemRandom::new();
+    let mut device_bytes = [0u8; 32];
+    let mut user_bytes = [0u8; 9];
+    random.fill(&mut device_bytes).map_err(|_| OAuthError::server_error())?;
+    random.fill(&mut user_bytes).map_err(|_| OAuthError::server_error())?;
+    let device_code = URL_SAFE_NO_PAD.encode(device_bytes);
+    let user_code: String = user_bytes
+        .iter()
+        .map(|byte| char::from(USER_CODE_ALPHABET[usize::from(*byte) % USER_CODE_ALPHABET.len()]))
+        .collect();
+    let record = DeviceCode {
+        device_code_sha256: client_secret_hash(&device_code),
+        user_code: user_code.clone(),
+        client_id: client_id.clone(),
+        tenant_segment: tenant.to_owned(),
+        scope: scope.clone(),
+        user_id: None,
+        expires_at: Timestamp(identity.now().0 + DEVICE_CODE_LIFETIME_SECONDS * 1000),
+    };
+    identity
+        .store()
+        .write(move |tx| tx.device_code_insert(&record))
+        .await
+        .map_err(|_| OAuthError::server_error())?;
+    let verification_uri = format!("{}/devicelogin", identity.origin());
+    Ok(json!({
+        "user_code": user_code,
+        "device_code": device_code,
+        "verification_uri": verification_uri,
+        "expires_in": DEVICE_CODE_LIFETIME_SECONDS,
+        "interval": POLL_INTERVAL_SECONDS,
+        "message": format!("To sign in, use a web browser to open the page {verification_uri} and enter the code {user_code} to authenticate."),
+    }))
+}
+
+/// The token endpoint's answer to a device polling with its device code.
+pub async fn redeem(
+    identity: &Identity,
+    params: &HashMap<String, String>,
+    tenant: &str,
+) -> Result<serde_json::Value, OAuthError> {
+    let device_code = params
+        .get("device_code")
+        .filter(|code| !code.is_empty())
+        .ok_or_else(|| OAuthError::missing_parameter("device_code"))?;
+    let client_id = params
+        .get("client_id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| OAuthError::missing_parameter("client_id"))?;
+    let hash = client_secret_hash(device_code);
+    let lookup = hash.clone();
+    let record = identity
+        .store()
+        .read(move |tx| tx.device_code_get(&lookup))
+        .await
+        .map_err(|_| OAuthError::server_error())?
+        .ok_or_else(OAuthError::bad_device_code)?;
+    if !record.client_id.eq_ignore_ascii_case(client_id)
+        || !record.tenant_segment.eq_ignore_ascii_case(tenant)
+    {
+        return Err(OAuthError::bad_device_code());
+    }
+    if record.expires_at <= identity.now() {
+        return Err(OAuthError::expired_device_code());
+    }
+    let Some(user_id) = record.user_id.clone() else {
+        return Err(OAuthError::authorization_pending());
+    };
+    // Only one poll gets the tokens.
+    let taken = identity
+        .store()
+        .write(move |tx| tx.device_code_delete(&hash))
+        .await
+        .map_err(|_| OAuthError::server_error())?;
+    if !taken {
+        return Err(OAuthError::bad_device_code());
+    }
+    let user = identity
+        .store()
+        .read(move |tx| tx.user_get(&user_id))
+        .await
+        .map_err(|_| OAuthError::server_error())?
+        .ok_or_else(OAuthError::bad_device_code)?;
+    let resource = resource_of(&record.scope)?;
+    // The response repeats the scopes sent to /devicecode, as MSAL expects.
+    Ok(crate::token::tokens_for_user(
+        identity,
+        &user,
+        &record.client_id,
+        resource,
+        &record.scope,
+        params,
+    ))
+}
+
+fn page(title: &str, body: &str) -> Response {
+    Html(crate::authorize::page(title, body)).into_response()
+}
+
+fn code_form(error: Option<&str>) -> Response {
+    let error = error.map_or_else(String::new, |message| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
+    });
+    page(
+        "Enter code",
+        &format!(
+            "<h1>Enter code</h1><p>Enter the code shown by the application you want to sign in to.</p>{error}\
+             <form method=\"post\"><label for=\"user_code\">Code</label>\
+             <input id=\"user_code\" name=\"user_code\" autocomplete=\"off\" required autofocus>\
+             <button type=\"submit\" id=\"next\">Next</button></form>"
+        ),
+    )
+}
+
+fn credentials_form(user_code: &str, username: &str, error: Option<&str>) -> Response {
+    let error = error.map_or_else(String::new, |message| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
+    });
+    page(
+        "Sign in",
+        &format!(
+            "<h1>Sign in</h1><p>Signing in a device with code <strong>{}</strong>.</p>{error}\
+             <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{}\">\
+             <label for=\"username\">Username</label>\
+             <input id=\"username\" name=\"username\" type=\"email\" autocomplete=\"username\" required autofocus value=\"{}\">\
+             <label for=\"password\">Password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
+            escape(user_code),
+            escape(user_code),
+            escape(username)
+        ),
+    )
+}
+
+async fn login_page() -> Response {
+    code_form(None)
+}
+
+async fn login_submit(State(identity): State<Arc<Identity>>, request: Request) -> Response {
+    let client_address =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES).await else {
+        return code_form(Some("The form could not be read."));
+    };
+    let params = form_params(&body);
+    let user_code = params
+        .get("user_code")
+        .map(|code| code.trim().replace('-', "").to_ascii_uppercase())
+        .unwrap_or_default();
+    let lookup = user_code.clone();
+    let record = match identity.store().read(move |tx| tx.device_code_by_user_code(&lookup)).await {
+        Ok(Some(record)) if record.expires_at > identity.now() && record.user_id.is_none() => {
+            record
+        }
+        Ok(_) => {
+            return code_form(Some(
+                "That code is not valid, has expired or was already used. Check it and try again.",
+            ));
+        }
+        Err(_) => return code_form(Some("The directory is unavailable; try again.")),
+    };
+    let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
+        return credentials_form(&user_code, "", None);
+    };
+    let tenant = if is_multi_tenant_segment(&record.tenant_segment) {
+        None
+    } else {
+        let segment = record.tenant_segment.clone();
+        match identity.store().read(move |tx| tx.tenant_find(&segment)).await {
+            Ok(tenant) => tenant,
+            Err(_) => return code_form(Some("The directory is unavailable; try again.")),
+        }
+    };
+    match identity.sign_in(username, password, tenant.as_ref(), client_address.as_deref()).await {
+        Ok(user) => {
+            let (code, user_id) = (user_code.clone(), user.id.clone());
+            match identity.store().write(move |tx| tx.device_code_approve(&code, &user_id)).await {
+                Ok(true) => page(
+                    "Signed in",
+                    "<h1>You're signed in</h1><p>You have signed in to the application on your device. You may now close this window.</p>",
+                ),
+                Ok(false) => code_form(Some("That code was already used.")),
+                Err(_) => code_form(Some("The directory is unavailable; try again.")),
+            }
+        }
+        Err(SignInError::Unavailable) => {
+            code_form(Some("The directory is unavailable; try again."))
+        }
+        Err(error) => credentials_form(
+            &user_code,
+            username,
+            Some(&sign_in_message(&error, &record.tenant_segment)),
+        ),
+    }
+}

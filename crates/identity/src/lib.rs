@@ -1,0 +1,227 @@
+//! Identity: tenants, users, app registrations, service principals, signing keys and tokens,
+//! served compatibly with the Microsoft identity platform's v2 endpoints (OIDC discovery, JWKS,
+//! the token endpoint) as far as MSAL, the az CLI and azure-identity need.
+//!
+//! `Identity` is the service: it signs tokens with keys kept in the store (so every replica signs
+//! and verifies alike) and verifies them for the ARM layer. `routes` is its HTTP face.
+
+pub mod authorize;
+pub mod device;
+pub mod directory;
+pub mod error;
+pub mod graph;
+pub mod jwt;
+pub mod limiter;
+pub mod routes;
+pub mod secret;
+pub mod signin;
+pub mod time;
+pub mod token;
+
+use std::sync::{Arc, RwLock};
+
+use store::error::StoreError;
+use store::{Store, Timestamp};
+
+use crate::jwt::{SigningKey, TokenError, Verifier};
+
+/// Where the current time comes from; tests pass a fixed clock.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The az CLI's client id, also azure-identity's default for user flows. It exists in every tenant.
+pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+/// Azure PowerShell's client id. It exists in every tenant.
+pub const AZURE_POWERSHELL_CLIENT_ID: &str = "1950a258-227b-4e31-a9cf-717495945fc2";
+
+/// How long access and id tokens live.
+pub const TOKEN_LIFETIME_SECONDS: i64 = 3600;
+
+/// The identity service.
+pub struct Identity {
+    store: Store,
+    // The public origin, e.g. `https://127.0.0.1:8443`, without a trailing slash.
+    origin: String,
+    clock: Arc<dyn Clock>,
+    keys: RwLock<Keys>,
+    limiter: limiter::FailureLimiter,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+struct Keys {
+    signer: Arc<SigningKey>,
+    verifier: Verifier,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing key {kid} in the store cannot be read: {reason}")]
+    BadKey { kid: String, reason: String },
+}
+
+impl Identity {
+    /// Starts the service: loads the signing keys, creating the first one if the store has none.
+    pub async fn start(
+        store: Store,
+        origin: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Identity, StartError> {
+        let now = clock.now();
+        let has_active_key = store
+            .read(move |tx| {
+                Ok::<_, StoreError>(tx.signing_keys()?.iter().any(|key| key.retire_at.is_none()))
+            })
+            .await?;
+        if !has_active_key {
+            let record =
+                tokio::task::spawn_blocking(move || jwt::generate_key(&mut rand::rngs::OsRng, now))
+                    .await
+                    .map_err(|_| StoreError::WorkerStopped)?;
+            // Another replica may have created one meanwhile; then this one is not needed.
+            store
+                .write(move |tx| {
+                    if !tx.signing_keys()?.iter().any(|key| key.retire_at.is_none()) {
+                        tx.signing_key_insert(&record)?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await?;
+        }
+        let keys = load_keys(&store).await?;
+        Ok(Identity {
+            store,
+            origin: origin.trim_end_matches('/').to_owned(),
+            clock,
+            keys: RwLock::new(keys),
+            limiter: limiter::FailureLimiter::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The public origin, without a trailing slash.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The issuer of a tenant's tokens, as its discovery document says.
+    pub fn issuer(&self, tenant_id: &str) -> String {
+        format!("{}/{tenant_id}/v2.0", self.origin)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jwks: Vec<serde_json::Value> =
+            keys.verifier.published(self.now()).iter().map(|key| key.jwk()).collect();
+        serde_json::json!({ "keys": jwks })
+    }
+
+    fn signer(&self) -> Arc<SigningKey> {
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner()).signer.clone()
+    }
+
+    /// Verifies a token's signature, lifetime and issuer (which must be this server's issuer for
+    /// the token's tenant), not its audience. A key another replica created after this one loaded
+    /// its keys is picked up from the store.
+    pub async fn verify(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        let claims = self.verify_signature(token).await?;
+        let claim =
+            |name: &str| claims.get(name).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let tenant_id = claim("tid");
+        if tenant_id.is_empty() {
+            return Err(TokenError::MissingClaim { claim: "tid" });
+        }
+        if claim("iss") != self.issuer(tenant_id) {
+            return Err(TokenError::WrongIssuer { iss: claim("iss").to_owned() });
+        }
+        Ok(claims)
+    }
+
+    async fn verify_signature(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        let now = self.now();
+        let first = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .verifier
+            .verify(token, now);
+        match first {
+            Err(TokenError::UnknownKey { .. }) => {
+                if let Ok(keys) = load_keys(&self.store).await {
+                    *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+                }
+                self.keys
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .verifier
+                    .verify(token, now)
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces the signing key. The old key keeps verifying (and stays in JWKS) until the tokens
+    /// it signed have expired.
+    pub async fn rotate_keys(&self) -> Result<(), StartError> {
+        let now = self.now();
+        let record =
+            tokio::task::spawn_blocking(move || jwt::generate_key(&mut rand::rngs::OsRng, now))
+                .await
+                .map_err(|_| StoreError::WorkerStopped)?;
+        let retire_at =
+            Timestamp(now.0 + (TOKEN_LIFETIME_SECONDS + jwt::CLOCK_SKEW_SECONDS) * 1000);
+        self.store
+            .write(move |tx| {
+                for key in tx.signing_keys()?.into_iter().filter(|key| key.retire_at.is_none()) {
+                    tx.signing_key_retire(&key.kid, retire_at)?;
+                }
+                tx.signing_key_insert(&record)
+            })
+            .await?;
+        let keys = load_keys(&self.store).await?;
+        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+        Ok(())
+    }
+}
+
+async fn load_keys(store: &Store) -> Result<Keys, StartError> {
+    let records = store.read(|tx| tx.signing_keys()).await?;
+    let mut signer = None;
+    let mut public_keys = Vec::with_capacity(records.len());
+    for record in &records {
+        let key = SigningKey::from_record(record)
+            .map_err(|reason| StartError::BadKey { kid: record.kid.clone(), reason })?;
+        public_keys.push(key.public().clone());
+        // Records come newest first: the newest active key signs.
+        if record.retire_at.is_none() && signer.is_none() {
+            signer = Some(Arc::new(key));
+        }
+    }
+    let signer = signer.ok_or_else(|| StartError::BadKey {
+        kid: "(none)".to_owned(),
+        reason: "no active signing key".to_owned(),
+    })?;
+    Ok(Keys { signer, verifier: Verifier::new(public_keys) })
+}

@@ -1,0 +1,197 @@
+//! The crosspool server: wires the store, the identity service (and later ARM and the portal)
+//! into one HTTPS listener. `start` is what the binary and the tests call.
+
+pub mod demo;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use identity::{Clock, Identity};
+use store::{Store, StoreConfig, Timestamp};
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// SQLite data and TLS files live here.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL; SQLite in `data_dir` when `None`.
+    pub database: Option<String>,
+    /// More addresses serving the same routes and certificate, e.g. `127.0.0.1:443`, which MSAL
+    /// calls for the user realm before a password sign-in whatever port the authority has.
+    pub also_listen: Vec<SocketAddr>,
+    /// Create the demo world and write `demo.json`.
+    pub demo: bool,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The real clock.
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // Reason: this is the one place that reads the clock.
+    fn now(&self) -> Timestamp {
+        let elapsed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its public origin, e.g. `https://127.0.0.1:8443`.
+    pub origin: String,
+    /// The CA certificate clients should trust.
+    pub ca_cert: PathBuf,
+    /// The contents of `demo.json`, when started with `demo`.
+    pub demo: Option<serde_json::Value>,
+    /// The store it serves, for administration and tests.
+    pub store: Store,
+    // One per listening address; the first is the primary.
+    servers: Vec<(axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<std::io::Result<()>>)>,
+}
+
+impl Running {
+    /// Stops accepting and waits for the server to end.
+    pub async fn shutdown(self) {
+        for (handle, _) in &self.servers {
+            handle.shutdown();
+        }
+        for (_, task) in self.servers {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the primary listener stops (it runs until the process is stopped).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let (_, primary) =
+            self.servers.into_iter().next().expect("a server has its primary listener");
+        primary.await.context("the server task failed")?.context("the server stopped")
+    }
+}
+
+/// The origin clients use for a listening address: loopback for an unspecified address.
+fn origin_for(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("https://{v4}:{}", addr.port()),
+        IpAddr::V6(v6) => format!("https://[{v6}]:{}", addr.port()),
+    }
+}
+
+/// Opens the store, starts the services and listens. Returns once the port is bound.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    // One crypto provider for rustls in this process; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store_config = match &config.database {
+        Some(url) => StoreConfig::postgres(url),
+        None => StoreConfig::sqlite(&config.data_dir),
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
+        .await
+        .context("the store's opening task failed")?
+        .context("opening the store")?;
+    let tls_dir = config.data_dir.clone();
+    let tls = tokio::task::spawn_blocking(move || tls::load_or_create(&tls_dir))
+        .await
+        .context("TLS set-up failed")??;
+    let bind = |addr: SocketAddr| -> anyhow::Result<std::net::TcpListener> {
+        let listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+        listener.set_nonblocking(true).context("making the listener non-blocking")?;
+        Ok(listener)
+    };
+    let listener = bind(config.listen)?;
+    let extra_listeners =
+        config.also_listen.iter().map(|addr| bind(*addr)).collect::<anyhow::Result<Vec<_>>>()?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let origin = origin_for(addr);
+
+    let identity = Arc::new(
+        Identity::start(store.clone(), &origin, config.clock.clone())
+            .await
+            .context("starting the identity service")?,
+    );
+    let demo = match config.demo {
+        true => Some(demo::ensure(&identity, &config.data_dir, &origin, &tls.ca_cert).await?),
+        false => None,
+    };
+    let arm = Arc::new(arm::Arm::new(identity.clone()));
+    let routes = Router::new()
+        .merge(arm::router(arm))
+        .merge(identity::routes::router(identity.clone()))
+        .merge(identity::graph::router(identity.clone()))
+        .merge(identity::authorize::router(identity.clone()))
+        .merge(identity::device::router(identity));
+    // A path with repeated slashes is tried again with them collapsed, then it is a 404.
+    let collapsed = routes.clone().fallback(not_found);
+    let app = routes.fallback(move |request: axum::extract::Request| {
+        retry_collapsed(request, collapsed.clone())
+    });
+    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.chain, &tls.key)
+        .await
+        .with_context(|| format!("loading {} and {}", tls.chain.display(), tls.key.display()))?;
+    let mut servers = Vec::new();
+    for listener in std::iter::once(listener).chain(extra_listeners) {
+        let handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
+            .context("serving TLS on the listener")?
+            .handle(handle.clone());
+        let task = tokio::spawn(
+            server.serve(app.clone().into_make_service_with_connect_info::<SocketAddr>()),
+        );
+        servers.push((handle, task));
+    }
+    Ok(Running { addr, origin, ca_cert: tls.ca_cert, demo, store, servers })
+}
+
+/// Treats repeated slashes in a path as one: the az CLI asks for `//metadata/endpoints` when the
+/// endpoint it was given ends in a slash.
+async fn retry_collapsed(
+    mut request: axum::extract::Request,
+    router: Router,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if !path.contains("//") {
+        return not_found().await.into_response();
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for character in path.chars() {
+        if !(character == '/' && collapsed.ends_with('/')) {
+            collapsed.push(character);
+        }
+    }
+    if let Some(query) = request.uri().query() {
+        collapsed = format!("{collapsed}?{query}");
+    }
+    match collapsed.parse::<axum::http::Uri>() {
+        Ok(uri) => {
+            *request.uri_mut() = uri;
+            match tower::ServiceExt::oneshot(router, request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+        Err(_) => not_found().await.into_response(),
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    let body = serde_json::json!({ "error": { "code": "NotFound", "message": "No route matches this path." } });
+    (StatusCode::NOT_FOUND, [("content-type", "application/json; charset=utf-8")], body.to_string())
+}

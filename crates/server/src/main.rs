@@ -1,0 +1,400 @@
+//! The `crosspool` binary. Wiring only: it parses the command line, opens the store and hands
+//! over to the crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use store::{Store, StoreConfig};
+
+/// crosspool: a multi-tenant IPAM control plane that speaks the Azure Virtual Network Manager IPAM
+/// contract.
+#[derive(Debug, Parser)]
+#[command(name = "crosspool", version)]
+struct Cli {
+    /// Directory of the embedded SQLite store (used unless --database is given).
+    #[arg(long, global = true, default_value = "./crosspool-data")]
+    data_dir: PathBuf,
+
+    /// A PostgreSQL URL (postgres://user@host:port/db) to use instead of SQLite; several
+    /// crosspool processes may share it.
+    #[arg(long, global = true, env = "CROSSPOOL_DATABASE_URL")]
+    database: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the identity platform (and, as they land, ARM and the portal) over HTTPS.
+    Serve {
+        /// Address and port to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Also serve on this address (repeatable), e.g. 127.0.0.1:443, where MSAL looks up the
+        /// user realm before a password sign-in (`az login -u -p`).
+        #[arg(long)]
+        also_listen: Vec<std::net::SocketAddr>,
+        /// Create demo tenants A and B with users, and write <data-dir>/demo.json.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Administration straight on the store.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Open the store (creating or upgrading its schema), check it, and print a summary.
+    Check,
+    /// Tenants (directories).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Users of a tenant.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// App registrations.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Service principals.
+    #[command(subcommand)]
+    Sp(SpCommand),
+    /// Subscriptions.
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
+    /// Role assignments.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SubscriptionCommand {
+    /// Create a subscription in a tenant; prints it with its new id.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        display_name: String,
+    },
+    /// List a tenant's subscriptions.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoleCommand {
+    /// Assign a built-in role (by name or id) at a scope inside a subscription. The assignee is
+    /// a user's UPN or object id, or a service principal's object id or app id, in the scope's
+    /// tenant.
+    Assign {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        assignee: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints it with its new id.
+    Create {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; without --password a random one is generated and printed once.
+    Create {
+        /// The tenant's id or domain.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        upn: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Make the user an administrator of the tenant.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, env = "CROSSPOOL_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List a tenant's users.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Register an app with one client secret; prints the secret once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        display_name: String,
+        /// signInAudience AzureADMultipleOrgs instead of AzureADMyOrg.
+        #[arg(long)]
+        multi_tenant: bool,
+    },
+    /// List a tenant's app registrations.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpCommand {
+    /// Create an app's service principal in a tenant.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        app_id: String,
+    },
+    /// List a tenant's service principals.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Every layer of the chain, so the message says what failed and where.
+            let mut message = format!("error: {error}");
+            for cause in error.chain().skip(1) {
+                message.push_str(&format!("\n  caused by: {cause}"));
+            }
+            #[allow(clippy::print_stderr)] // Reason: the command line's error channel.
+            {
+                eprintln!("{message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = match &cli.database {
+        Some(url) => StoreConfig::postgres(url),
+        None => StoreConfig::sqlite(&cli.data_dir),
+    };
+    match cli.command {
+        Command::Serve { listen, also_listen, demo } => {
+            serve(cli.data_dir, cli.database, listen, also_listen, demo)
+        }
+        Command::Admin(AdminCommand::Check) => admin_check(&config),
+        Command::Admin(command) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(admin_directory(&config, command))
+        }
+    }
+}
+
+/// The directory commands: each opens the store, changes or lists, and prints JSON.
+async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow::Result<()> {
+    use identity::directory;
+    use serde_json::json;
+    let store_config = config.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
+        .await?
+        .context("opening the store")?;
+    let now = identity::Clock::now(&server::SystemClock);
+    let output = match command {
+        AdminCommand::Check => unreachable!("handled without a runtime"),
+        AdminCommand::Tenant(TenantCommand::Create { domain, display_name }) => {
+            let display_name = display_name.unwrap_or_else(|| domain.clone());
+            let tenant = directory::create_tenant(&store, &domain, &display_name, now).await?;
+            json!({ "tenantId": tenant.id, "domain": tenant.domain, "displayName": tenant.display_name })
+        }
+        AdminCommand::Tenant(TenantCommand::List) => {
+            let tenants = store.read(|tx| tx.tenants_list()).await?;
+            json!(tenants.iter().map(|tenant| json!({ "tenantId": tenant.id, "domain": tenant.domain, "displayName": tenant.display_name })).collect::<Vec<_>>())
+        }
+        AdminCommand::User(UserCommand::Create { tenant, upn, display_name, admin, password }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(|| {
+                format!(
+                    "Cp1-{}",
+                    &identity::secret::new_client_secret().replace(['~', '-', '_'], "x")[..16]
+                )
+            });
+            let display_name = display_name.unwrap_or_else(|| upn.clone());
+            let user =
+                directory::create_user(&store, &tenant, &upn, &display_name, &password, admin, now)
+                    .await?;
+            let mut output = json!({ "id": user.id, "userPrincipalName": user.upn, "tenantId": user.tenant_id, "isAdmin": user.is_admin });
+            if generated {
+                output["password"] = json!(password);
+            }
+            output
+        }
+        AdminCommand::User(UserCommand::List { tenant }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let users = store.read(move |tx| tx.users_of_tenant(&tenant.id)).await?;
+            json!(users.iter().map(|user| json!({ "id": user.id, "userPrincipalName": user.upn, "displayName": user.display_name, "isAdmin": user.is_admin })).collect::<Vec<_>>())
+        }
+        AdminCommand::App(AppCommand::Create { tenant, display_name, multi_tenant }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let audience = if multi_tenant { "AzureADMultipleOrgs" } else { "AzureADMyOrg" };
+            let application = directory::register_application(
+                &store,
+                &tenant,
+                &display_name,
+                audience,
+                None,
+                Vec::new(),
+                now,
+            )
+            .await?;
+            // Two years, as Entra's default.
+            let end = store::Timestamp(now.0 + 2 * 365 * 24 * 3600 * 1000);
+            let (_, secret) = directory::add_password(&store, &application, None, now, end).await?;
+            json!({ "appId": application.app_id, "id": application.id, "tenantId": tenant.id, "signInAudience": application.sign_in_audience, "password": secret })
+        }
+        AdminCommand::App(AppCommand::List { tenant }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let applications = store.read(move |tx| tx.applications_of_tenant(&tenant.id)).await?;
+            json!(applications.iter().map(|application| json!({ "appId": application.app_id, "id": application.id, "displayName": application.display_name, "signInAudience": application.sign_in_audience })).collect::<Vec<_>>())
+        }
+        AdminCommand::Sp(SpCommand::Create { tenant, app_id }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let (service_principal, _) =
+                directory::create_service_principal(&store, &tenant, &app_id, now).await?;
+            json!({ "id": service_principal.id, "appId": service_principal.app_id, "tenantId": service_principal.tenant_id })
+        }
+        AdminCommand::Subscription(SubscriptionCommand::Create { tenant, display_name }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let subscription = store::authorization::SubscriptionRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                tenant_id: tenant.id.clone(),
+                display_name,
+                state: "Enabled".to_owned(),
+            };
+            let stored = subscription.clone();
+            store.write(move |tx| tx.subscription_create(&stored, now)).await?;
+            arm::subscription::subscription_json(&subscription)
+        }
+        AdminCommand::Subscription(SubscriptionCommand::List { tenant }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let subscriptions =
+                store.read(move |tx| tx.subscriptions_of_tenant(&tenant.id)).await?;
+            json!(
+                subscriptions.iter().map(arm::subscription::subscription_json).collect::<Vec<_>>()
+            )
+        }
+        AdminCommand::Role(RoleCommand::Assign { scope, role, assignee }) => {
+            let role = arm::rbac::built_in_role(&role)
+                .with_context(|| format!("{role:?} is not a built-in role"))?;
+            let subscription_id = store::authorization::subscription_of_scope(&scope)
+                .with_context(|| format!("{scope:?} is not a scope inside a subscription"))?;
+            let (principal_id, principal_type) = store
+                .read(move |tx| {
+                    let Some(subscription) = tx.subscription_get(&subscription_id)? else { return Ok(None) };
+                    if let Some(user) = tx.user_by_upn(&assignee)?.or(tx.user_get(&assignee)?) {
+                        return Ok((user.tenant_id == subscription.tenant_id).then_some((user.id, "User")));
+                    }
+                    let service_principal = match tx.service_principal_get(&assignee)? {
+                        Some(found) => Some(found),
+                        None => tx.service_principal_find(&subscription.tenant_id, &assignee)?,
+                    };
+                    Ok::<_, store::error::StoreError>(
+                        service_principal
+                            .filter(|found| found.tenant_id == subscription.tenant_id)
+                            .map(|found| (found.id, "ServicePrincipal")),
+                    )
+                })
+                .await?
+                .context("no such user or service principal in the scope's tenant (or no such subscription)")?;
+            let assignment =
+                arm::rbac::assign(&store, &scope, role, &principal_id, principal_type, None, now)
+                    .await?;
+            json!({
+                "name": assignment.name, "scope": assignment.scope, "roleName": role.role_name,
+                "roleDefinitionId": assignment.role_definition_id, "principalId": assignment.principal_id,
+                "principalType": assignment.principal_type,
+            })
+        }
+        AdminCommand::Sp(SpCommand::List { tenant }) => {
+            let tenant = directory::tenant(&store, &tenant).await?;
+            let service_principals =
+                store.read(move |tx| tx.service_principals_of_tenant(&tenant.id)).await?;
+            json!(service_principals.iter().map(|sp| json!({ "id": sp.id, "appId": sp.app_id, "displayName": sp.display_name })).collect::<Vec<_>>())
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+fn serve(
+    data_dir: PathBuf,
+    database: Option<String>,
+    listen: std::net::SocketAddr,
+    also_listen: Vec<std::net::SocketAddr>,
+    demo: bool,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let clock = std::sync::Arc::new(server::SystemClock);
+        let config = server::ServeConfig {
+            listen,
+            also_listen,
+            data_dir: data_dir.clone(),
+            database,
+            demo,
+            clock,
+        };
+        let running = server::start(config).await?;
+        println!("crosspool is listening on {}", running.origin);
+        println!("trust its CA certificate: {}", running.ca_cert.display());
+        if running.demo.is_some() {
+            println!("demo tenants, users and passwords: {}", data_dir.join("demo.json").display());
+        }
+        tokio::select! {
+            result = running.wait() => result,
+            _ = tokio::signal::ctrl_c() => {
+                println!("stopping");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn admin_check(config: &StoreConfig) -> anyhow::Result<()> {
+    let store = Store::open(config).context("opening the store")?;
+    let n_overlaps = store
+        .read_blocking(|tx| tx.audit_overlapping_blocks())
+        .with_context(|| format!("auditing {}", store.location()))?;
+    println!("store: {} ({:?})", store.location(), store.backend());
+    println!("overlapping allocation blocks: {n_overlaps}");
+    anyhow::ensure!(
+        n_overlaps == 0,
+        "{n_overlaps} allocation blocks overlap another in their pool tree"
+    );
+    Ok(())
+}

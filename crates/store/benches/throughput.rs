@@ -1,0 +1,209 @@
+//! Allocations per second through the store, on SQLite and PostgreSQL, with 1 and 16 writers,
+//! beside the raw commit rate of the same database measured in the same run.
+//!
+//! Run with `cargo bench -p crosspool-store`; PostgreSQL comes from `CROSSPOOL_TEST_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`) and is skipped when unreachable. Prints a
+//! markdown table for docs/benchmarks.md.
+
+// Reason: a benchmark measures wall-clock time and reports on stdout.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ipam::plan::Placement;
+use ipam::prefix::Prefix;
+use ipam::request::Request;
+use ipam::usage::Holder;
+use store::pool::{Change, NewPool, Owner, PoolId};
+use store::{Store, StoreConfig, Timestamp};
+
+const DURATION: Duration = Duration::from_secs(4);
+
+/// Runs `work` on `n_writers` threads for `DURATION`; returns operations per second.
+fn rate(n_writers: usize, work: impl Fn(usize, usize) + Send + Sync + 'static) -> f64 {
+    let work = Arc::new(work);
+    let n_done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..n_writers)
+        .map(|writer_idx| {
+            let (work, n_done) = (work.clone(), n_done.clone());
+            std::thread::spawn(move || {
+                let mut op_idx = 0;
+                while start.elapsed() < DURATION {
+                    work(writer_idx, op_idx);
+                    op_idx += 1;
+                    n_done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    n_done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn pool(store: &Store) -> PoolId {
+    let new = NewPool {
+        resource_key: "/bench/pool".to_owned(),
+        name: "bench".to_owned(),
+        scope_key: "/bench".to_owned(),
+        parent: None,
+        prefixes: vec![Prefix::parse("10.0.0.0/8").unwrap()],
+        placement: Placement::BestFit,
+        max_depth: 7,
+    };
+    store
+        .write_blocking(|tx| {
+            tx.pool_create(&new, Change { now: Timestamp(0), request_id: "bench" })
+        })
+        .unwrap()
+        .id()
+}
+
+/// Allocations of one /29 each (a count of 8) through `pool_allocate`, from `n_writers`
+/// concurrent tasks calling `Store::write` (so concurrent writers share commits).
+fn store_rate(store: &Store, n_writers: usize) -> f64 {
+    let pool = pool(store);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let n_done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    runtime.block_on(async {
+        let writers: Vec<_> = (0..n_writers)
+            .map(|writer_idx| {
+                let (store, n_done) = (store.clone(), n_done.clone());
+                tokio::spawn(async move {
+                    let mut op_idx = 0;
+                    while start.elapsed() < DURATION {
+                        let owner_id = format!("/bench/{writer_idx}/{op_idx}");
+                        store
+                            .write(move |tx| {
+                                let owner = Owner { id: &owner_id, tenant: "bench" };
+                                let change = Change { now: Timestamp(1), request_id: "bench" };
+                                tx.pool_allocate(
+                                    pool,
+                                    &Request::Count(8u128.into()),
+                                    Holder::Resource,
+                                    owner,
+                                    change,
+                                )
+                            })
+                            .await
+                            .unwrap();
+                        op_idx += 1;
+                        n_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    });
+    n_done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The raw limit of SQLite in WAL mode with synchronous=FULL: one-row insert transactions
+/// under BEGIN IMMEDIATE, each writer on its own connection.
+fn sqlite_raw_rate(dir: &std::path::Path, n_writers: usize) -> f64 {
+    let path = dir.join("raw.db");
+    let setup = rusqlite::Connection::open(&path).unwrap();
+    setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)").unwrap();
+    let connections: Vec<_> = (0..n_writers)
+        .map(|_| {
+            let connection = rusqlite::Connection::open(&path).unwrap();
+            connection.busy_timeout(Duration::from_secs(30)).unwrap();
+            connection.execute_batch("PRAGMA synchronous = FULL").unwrap();
+            std::sync::Mutex::new(connection)
+        })
+        .collect();
+    let connections = Arc::new(connections);
+    rate(n_writers, move |writer_idx, _| {
+        let connection = connections[writer_idx].lock().unwrap();
+        connection
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t (v) VALUES (x'00112233'); COMMIT")
+            .unwrap();
+    })
+}
+
+/// The raw limit of PostgreSQL for the allocation's shape: lock one row, insert, update, commit.
+/// `same_row` makes every writer lock the same row (one pool tree, like the store's test);
+/// otherwise each writer locks its own.
+fn postgres_raw_rate(url: &str, schema: &str, n_writers: usize, same_row: bool) -> f64 {
+    let mut setup = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    setup
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
+             CREATE TABLE {schema}.locks (id BIGINT PRIMARY KEY, n BIGINT NOT NULL); \
+             CREATE TABLE {schema}.rows (id BIGSERIAL PRIMARY KEY, v BYTEA NOT NULL); \
+             INSERT INTO {schema}.locks SELECT g, 0 FROM generate_series(0, 64) g;"
+        ))
+        .unwrap();
+    let clients: Vec<_> = (0..n_writers)
+        .map(|_| std::sync::Mutex::new(postgres::Client::connect(url, postgres::NoTls).unwrap()))
+        .collect();
+    let clients = Arc::new(clients);
+    let schema = schema.to_owned();
+    rate(n_writers, move |writer_idx, _| {
+        let lock_id = if same_row { 0 } else { writer_idx as i64 };
+        let mut client = clients[writer_idx].lock().unwrap();
+        let mut tx = client.transaction().unwrap();
+        tx.query(&format!("SELECT n FROM {schema}.locks WHERE id = $1 FOR UPDATE"), &[&lock_id])
+            .unwrap();
+        tx.execute(&format!("INSERT INTO {schema}.rows (v) VALUES ($1)"), &[&vec![0u8; 16]])
+            .unwrap();
+        tx.execute(&format!("UPDATE {schema}.locks SET n = n + 1 WHERE id = $1"), &[&lock_id])
+            .unwrap();
+        tx.commit().unwrap();
+    })
+}
+
+fn main() {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return; // `cargo test --benches` builds this; only `cargo bench` measures.
+    }
+    println!(
+        "| backend | writers | store allocations/s | raw commits/s (same database) | store / raw |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for n_writers in [1, 16] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::sqlite(dir.path().join("store"))).unwrap();
+        let allocations = store_rate(&store, n_writers);
+        let raw = sqlite_raw_rate(dir.path(), n_writers);
+        println!(
+            "| SQLite (WAL, synchronous=FULL) | {n_writers} | {allocations:.0} | {raw:.0} | {:.0}% |",
+            100.0 * allocations / raw
+        );
+    }
+    let url = std::env::var("CROSSPOOL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    if postgres::Client::connect(&url, postgres::NoTls).is_err() {
+        eprintln!("PostgreSQL at {url} is not reachable; skipping its rows");
+        return;
+    }
+    for n_writers in [1, 16] {
+        let schema = "crosspool_bench_store";
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
+        let config = StoreConfig::Postgres {
+            url: url.clone(),
+            schema: Some(schema.to_owned()),
+            max_connections: 16,
+        };
+        let store = Store::open(&config).unwrap();
+        let allocations = store_rate(&store, n_writers);
+        drop(store);
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
+        let raw_same = postgres_raw_rate(&url, "crosspool_bench_raw", n_writers, true);
+        let raw_own = postgres_raw_rate(&url, "crosspool_bench_raw", n_writers, false);
+        client.batch_execute("DROP SCHEMA IF EXISTS crosspool_bench_raw CASCADE").unwrap();
+        println!(
+            "| PostgreSQL 15 (local, fsync on) | {n_writers} | {allocations:.0} | {raw_same:.0} one row locked by all ({raw_own:.0} with a row per writer) | {:.0}% |",
+            100.0 * allocations / raw_same
+        );
+    }
+}

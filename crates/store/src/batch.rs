@@ -1,0 +1,175 @@
+//! Group commit: concurrent `Store::write` calls share transactions. A leader thread takes the
+//! waiting jobs, runs each inside its own savepoint of one transaction (a failing job rolls back
+//! only itself), commits once, and only then answers every job. No job is acknowledged before
+//! the commit that made it durable, so this changes throughput, not meaning: the batch is the
+//! same as running its jobs one after another.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use crate::db::Mode;
+use crate::error::StoreError;
+use crate::{ReadTx, Store, WriteTx};
+
+/// The most jobs one transaction carries.
+const MAX_BATCH: usize = 64;
+
+/// How many times a batch is tried when PostgreSQL reports a transient conflict.
+const MAX_ATTEMPTS: usize = 20;
+
+/// One caller's transaction closure with the place its answer goes.
+pub(crate) trait Job: Send {
+    /// Runs the closure in the batch's transaction; returns whether it succeeded.
+    fn run(&mut self, tx: &mut WriteTx<'_>) -> bool;
+    /// Answers the caller once the batch's fate is known: its own result if the batch
+    /// committed, else the commit's error.
+    fn deliver(self: Box<Self>, commit_error: Option<&StoreError>);
+}
+
+/// A typed job: the closure, its last result, and the caller waiting for it.
+pub(crate) struct TypedJob<T, E, F> {
+    pub(crate) f: F,
+    pub(crate) result: Option<Result<T, E>>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+}
+
+impl<T, E, F> Job for TypedJob<T, E, F>
+where
+    F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send,
+    T: Send,
+    E: From<StoreError> + Send,
+{
+    fn run(&mut self, tx: &mut WriteTx<'_>) -> bool {
+        let result = (self.f)(tx);
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
+    }
+
+    fn deliver(self: Box<Self>, commit_error: Option<&StoreError>) {
+        let outcome = match (self.result, commit_error) {
+            (Some(Ok(value)), None) => Ok(value),
+            (Some(Ok(_)), Some(error)) => Err(error.duplicate().into()),
+            (Some(Err(error)), _) => Err(error),
+            (None, Some(error)) => Err(error.duplicate().into()),
+            (None, None) => Err(StoreError::WorkerStopped.into()),
+        };
+        // The caller may have stopped waiting; then nobody needs the answer.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Jobs waiting for a leader.
+pub(crate) struct Batcher {
+    queue: Mutex<Queue>,
+    max_leaders: usize,
+}
+
+struct Queue {
+    jobs: VecDeque<Box<dyn Job>>,
+    n_leaders: usize,
+}
+
+impl Batcher {
+    pub(crate) fn new(max_leaders: usize) -> Batcher {
+        Batcher {
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), n_leaders: 0 }),
+            max_leaders: max_leaders.max(1),
+        }
+    }
+
+    /// Queues a job; returns whether the caller must start a new leader.
+    pub(crate) fn push(&self, job: Box<dyn Job>) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        queue.jobs.push_back(job);
+        if queue.n_leaders < self.max_leaders {
+            queue.n_leaders += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next batch, or `None` when the queue is empty (and this leader stops).
+    fn next_batch(&self) -> Option<Vec<Box<dyn Job>>> {
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if queue.jobs.is_empty() {
+            queue.n_leaders -= 1;
+            return None;
+        }
+        let n_jobs = queue.jobs.len().min(MAX_BATCH);
+        Some(queue.jobs.drain(..n_jobs).collect())
+    }
+}
+
+impl Store {
+    /// A leader: runs batches until no job waits.
+    pub(crate) fn lead_batches(&self) {
+        while let Some(jobs) = self.inner.batcher.next_batch() {
+            self.run_batch(jobs);
+        }
+    }
+
+    fn run_batch(&self, mut jobs: Vec<Box<dyn Job>>) {
+        let mut attempt = 1;
+        let commit = loop {
+            match self.try_batch(&mut jobs) {
+                Err(StoreError::Retryable { .. }) if attempt < MAX_ATTEMPTS => attempt += 1,
+                outcome => break outcome,
+            }
+        };
+        for job in jobs {
+            job.deliver(commit.as_ref().err());
+        }
+    }
+
+    /// One attempt at a batch: every job in its savepoint, then one commit.
+    fn try_batch(&self, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        let pool = &self.inner.writers;
+        let mut conn = pool.get(|| self.inner.open_conn())?;
+        let outcome = (|| {
+            let tx = conn.begin(Mode::Write)?;
+            let mut write_tx = WriteTx { read: ReadTx { tx } };
+            // A lone job needs no savepoint: if it fails, the whole transaction rolls back.
+            let use_savepoints = jobs.len() > 1;
+            let mut must_retry = false;
+            let mut any_succeeded = false;
+            for job in jobs.iter_mut() {
+                if use_savepoints {
+                    write_tx.tx.batch("SAVEPOINT job")?;
+                }
+                // A panicking job fails alone; its caller hears that the worker stopped.
+                let succeeded =
+                    catch_unwind(AssertUnwindSafe(|| job.run(&mut write_tx))).unwrap_or(false);
+                if write_tx.tx.should_retry() {
+                    must_retry = true;
+                    break;
+                }
+                if use_savepoints {
+                    if succeeded {
+                        write_tx.tx.batch("RELEASE SAVEPOINT job")?;
+                    } else {
+                        write_tx.tx.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+                    }
+                }
+                any_succeeded |= succeeded;
+            }
+            let tx = write_tx.read.tx;
+            if must_retry {
+                let _ = tx.finish(false);
+                return Err(StoreError::Retryable {
+                    source: "a job in the batch hit a transient conflict".into(),
+                });
+            }
+            tx.finish(any_succeeded)
+        })();
+        let broken = matches!(&conn, crate::db::Conn::Postgres(client, _) if client.is_closed());
+        if broken {
+            pool.discard()
+        } else {
+            pool.put(conn)
+        }
+        outcome
+    }
+}

@@ -1,0 +1,450 @@
+//! The two database drivers behind one small interface: statements written once with `$1`-style
+//! parameters, values and rows in one type, and a transaction that remembers whether PostgreSQL
+//! asked for the whole transaction to be retried.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
+
+use crate::error::StoreError;
+
+/// Which database a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a statement or read from a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Int(value)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::Text(value.to_owned())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(value: &String) -> Self {
+        Value::Text(value.clone())
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::Text(value)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(value: Vec<u8>) -> Self {
+        Value::Blob(value)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(value) => ToSqlOutput::Borrowed(ValueRef::Integer(*value)),
+            Value::Text(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+            Value::Blob(value) => ToSqlOutput::Borrowed(ValueRef::Blob(value)),
+        })
+    }
+}
+
+impl PgToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(value) => value.to_sql(ty, out),
+            Value::Text(value) => value.to_sql(ty, out),
+            Value::Blob(value) => value.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        // Each variant checks the column type when it is written.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// One row, with its columns in statement order.
+#[derive(Debug)]
+pub(crate) struct Row(Vec<Value>);
+
+impl Row {
+    pub(crate) fn int(&self, idx: usize) -> i64 {
+        match &self.0[idx] {
+            Value::Int(value) => *value,
+            other => panic!(
+                "column {idx} is {other:?}, not an integer: the schema and the query disagree"
+            ),
+        }
+    }
+
+    pub(crate) fn opt_int(&self, idx: usize) -> Option<i64> {
+        match &self.0[idx] {
+            Value::Null => None,
+            _ => Some(self.int(idx)),
+        }
+    }
+
+    pub(crate) fn opt_blob(&self, idx: usize) -> Option<&[u8]> {
+        match &self.0[idx] {
+            Value::Null => None,
+            _ => Some(self.blob(idx)),
+        }
+    }
+
+    pub(crate) fn opt_text(&self, idx: usize) -> Option<&str> {
+        match &self.0[idx] {
+            Value::Null => None,
+            _ => Some(self.text(idx)),
+        }
+    }
+
+    pub(crate) fn text(&self, idx: usize) -> &str {
+        match &self.0[idx] {
+            Value::Text(value) => value,
+            other => {
+                panic!("column {idx} is {other:?}, not text: the schema and the query disagree")
+            }
+        }
+    }
+
+    pub(crate) fn blob(&self, idx: usize) -> &[u8] {
+        match &self.0[idx] {
+            Value::Blob(value) => value,
+            other => {
+                panic!("column {idx} is {other:?}, not a blob: the schema and the query disagree")
+            }
+        }
+    }
+}
+
+/// An open connection of either kind.
+pub(crate) enum Conn {
+    Sqlite(rusqlite::Connection),
+    // Statements are prepared once per connection: the client would otherwise spend a round
+    // trip preparing every statement before running it.
+    Postgres(Box<postgres::Client>, HashMap<String, postgres::Statement>),
+}
+
+/// A transaction in progress. Statements that fail in a way the database says is transient
+/// (a serialization failure or a deadlock) mark it for a retry of the whole transaction.
+pub(crate) struct Tx<'conn> {
+    // Invariant: `Some` until `finish` takes it; `Drop` rolls back what was never finished.
+    inner: Option<TxInner<'conn>>,
+    retry: bool,
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        // An early return left the transaction open. PostgreSQL's transaction rolls itself back
+        // when dropped; a SQLite connection would go back to the pool still inside `BEGIN`.
+        if let Some(TxInner::Sqlite(connection)) = self.inner.take() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+enum TxInner<'conn> {
+    // The connection is inside `BEGIN` or `BEGIN IMMEDIATE`; `finish` ends it.
+    Sqlite(&'conn rusqlite::Connection),
+    Postgres(postgres::Transaction<'conn>, &'conn mut HashMap<String, postgres::Statement>),
+}
+
+/// How a transaction starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Read,
+    Write,
+}
+
+impl Conn {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(..) => Backend::Postgres,
+        }
+    }
+
+    pub(crate) fn begin(&mut self, mode: Mode) -> Result<Tx<'_>, StoreError> {
+        let inner = match self {
+            Conn::Sqlite(connection) => {
+                // BEGIN IMMEDIATE takes the write lock at once, so a transaction that reads free
+                // space and then takes it can never be overtaken by another writer in between.
+                let begin = if mode == Mode::Write { "BEGIN IMMEDIATE" } else { "BEGIN" };
+                connection.execute_batch(begin).map_err(sqlite_error)?;
+                TxInner::Sqlite(connection)
+            }
+            Conn::Postgres(client, statements) => {
+                let mut builder = client.build_transaction();
+                if mode == Mode::Read {
+                    builder = builder.read_only(true);
+                }
+                TxInner::Postgres(builder.start().map_err(postgres_error)?, statements)
+            }
+        };
+        Ok(Tx { inner: Some(inner), retry: false })
+    }
+}
+
+impl Tx<'_> {
+    pub(crate) fn backend(&self) -> Backend {
+        match self.open_ref() {
+            TxInner::Sqlite(_) => Backend::Sqlite,
+            TxInner::Postgres(..) => Backend::Postgres,
+        }
+    }
+
+    fn open_ref(&self) -> &TxInner<'_> {
+        self.inner.as_ref().expect("a transaction is open until finish consumes it")
+    }
+
+    /// Whether a statement failed in a way that a fresh attempt of the transaction may not.
+    pub(crate) fn should_retry(&self) -> bool {
+        self.retry
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        let result =
+            match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
+                TxInner::Sqlite(connection) => connection
+                    .prepare_cached(&sqlite_sql(sql))
+                    .and_then(|mut statement| {
+                        statement.execute(rusqlite::params_from_iter(params.iter()))
+                    })
+                    .map(|n_rows| n_rows as u64)
+                    .map_err(sqlite_error),
+                TxInner::Postgres(transaction, statements) => {
+                    let params: Vec<&(dyn PgToSql + Sync)> =
+                        params.iter().map(|value| value as _).collect();
+                    prepared(transaction, statements, sql).and_then(|statement| {
+                        transaction.execute(&statement, &params).map_err(postgres_error)
+                    })
+                }
+            };
+        self.note(result)
+    }
+
+    /// Runs a query and returns all its rows.
+    pub(crate) fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let result =
+            match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
+                TxInner::Sqlite(connection) => sqlite_query(connection, sql, params),
+                TxInner::Postgres(transaction, statements) => {
+                    let params: Vec<&(dyn PgToSql + Sync)> =
+                        params.iter().map(|value| value as _).collect();
+                    prepared(transaction, statements, sql)
+                        .and_then(|statement| {
+                            transaction.query(&statement, &params).map_err(postgres_error)
+                        })
+                        .and_then(|rows| rows.iter().map(postgres_row).collect())
+                }
+            };
+        self.note(result)
+    }
+
+    /// Runs a query that returns at most one row.
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// Runs several statements without parameters (migrations).
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        let result =
+            match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
+                TxInner::Sqlite(connection) => connection.execute_batch(sql).map_err(sqlite_error),
+                TxInner::Postgres(transaction, _) => {
+                    transaction.batch_execute(sql).map_err(postgres_error)
+                }
+            };
+        self.note(result)
+    }
+
+    /// Commits, or rolls back when `commit` is false.
+    pub(crate) fn finish(mut self, commit: bool) -> Result<(), StoreError> {
+        match self.inner.take().expect("a transaction is finished once") {
+            TxInner::Sqlite(connection) => {
+                let end = if commit { "COMMIT" } else { "ROLLBACK" };
+                connection.execute_batch(end).map_err(sqlite_error)
+            }
+            TxInner::Postgres(transaction, _) => {
+                if commit { transaction.commit() } else { transaction.rollback() }
+                    .map_err(postgres_error)
+            }
+        }
+    }
+
+    fn note<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Retryable { .. }) = &result {
+            self.retry = true;
+        }
+        result
+    }
+}
+
+/// The prepared form of `sql` on this connection, prepared on first use.
+fn prepared(
+    transaction: &mut postgres::Transaction<'_>,
+    statements: &mut HashMap<String, postgres::Statement>,
+    sql: &str,
+) -> Result<postgres::Statement, StoreError> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = transaction.prepare(sql).map_err(postgres_error)?;
+    statements.insert(sql.to_owned(), statement.clone());
+    Ok(statement)
+}
+
+/// SQLite spells positional parameters `?1`; the statements here use PostgreSQL's `$1`.
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+fn sqlite_query(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: &[Value],
+) -> Result<Vec<Row>, StoreError> {
+    let mut statement = connection.prepare_cached(&sqlite_sql(sql)).map_err(sqlite_error)?;
+    let n_columns = statement.column_count();
+    let mut rows =
+        statement.query(rusqlite::params_from_iter(params.iter())).map_err(sqlite_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let mut values = Vec::with_capacity(n_columns);
+        for column_idx in 0..n_columns {
+            use rusqlite::types::ValueRef;
+            values.push(match row.get_ref(column_idx).map_err(sqlite_error)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(value) => Value::Int(value),
+                ValueRef::Real(value) => Value::Int(value as i64),
+                ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+                ValueRef::Blob(blob) => Value::Blob(blob.to_vec()),
+            });
+        }
+        out.push(Row(values));
+    }
+    Ok(out)
+}
+
+fn postgres_row(row: &postgres::Row) -> Result<Row, StoreError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (column_idx, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(column_idx).map(Value::from)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(column_idx).map(|value| Value::from(value.map(i64::from)))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(column_idx).map(|value| Value::from(value.map(i64::from)))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(column_idx)
+                .map(|value| Value::from(value.map(i64::from)))
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(column_idx).map(Value::from)
+        } else {
+            row.try_get::<_, Option<String>>(column_idx).map(Value::from)
+        };
+        values.push(value.map_err(postgres_error)?);
+    }
+    Ok(Row(values))
+}
+
+pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Busy { source: Box::new(error) }
+        }
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull { source: Box::new(error) },
+        Some(ErrorCode::ConstraintViolation) => StoreError::Constraint { source: Box::new(error) },
+        _ => StoreError::Database { source: Box::new(error) },
+    }
+}
+
+pub(crate) fn postgres_error(error: postgres::Error) -> StoreError {
+    use postgres::error::SqlState;
+    let code = error.code().cloned();
+    match code {
+        Some(code)
+            if code == SqlState::T_R_SERIALIZATION_FAILURE
+                || code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            StoreError::Retryable { source: Box::new(error) }
+        }
+        Some(code) if code == SqlState::DISK_FULL => {
+            StoreError::DiskFull { source: Box::new(error) }
+        }
+        Some(code)
+            if code == SqlState::UNIQUE_VIOLATION
+                || code == SqlState::EXCLUSION_VIOLATION
+                || code == SqlState::FOREIGN_KEY_VIOLATION =>
+        {
+            StoreError::Constraint { source: Box::new(error) }
+        }
+        _ => StoreError::Database { source: Box::new(error) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite() -> Conn {
+        Conn::Sqlite(rusqlite::Connection::open_in_memory().unwrap())
+    }
+
+    #[test]
+    fn a_transaction_dropped_unfinished_rolls_back_and_frees_the_connection() {
+        let mut conn = sqlite();
+        {
+            let mut tx = conn.begin(Mode::Write).unwrap();
+            tx.batch("CREATE TABLE t (v INTEGER)").unwrap();
+            // Dropped without `finish`, as an early `?` would.
+        }
+        let mut tx = conn
+            .begin(Mode::Write)
+            .expect("the connection is not stuck inside the old transaction");
+        assert!(
+            tx.query("SELECT count(*) FROM t", &[]).is_err(),
+            "the dropped transaction's table was rolled back"
+        );
+        tx.finish(false).unwrap();
+    }
+}

@@ -1,0 +1,430 @@
+//! The store: everything crosspool keeps, behind one handle with two backends, SQLite (embedded,
+//! the default) and PostgreSQL (shared by several stateless replicas).
+//!
+//! A transaction is a closure: `store.write(|tx| { … })` runs it on a blocking thread inside one
+//! database transaction, commits when it returns `Ok`, rolls back on `Err`, and runs it again when
+//! PostgreSQL reports a serialization failure or a deadlock. Concurrent `write` calls share one
+//! commit (group commit), and each is answered only after that commit. Mutating methods exist
+//! only on `WriteTx`; `ReadTx` has the reads, and a `WriteTx` can read too.
+
+pub mod authorization;
+mod batch;
+mod db;
+pub mod error;
+pub mod identity;
+mod migrate;
+pub mod pool;
+pub mod resource;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::db::{Backend, Conn, Mode, Tx};
+use crate::error::StoreError;
+
+/// Milliseconds since the Unix epoch. The store never reads the clock: callers pass `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// One SQLite file, `crosspool.db`, in this directory (created if missing).
+    Sqlite {
+        data_dir: PathBuf,
+        /// How long a writer waits for another process's write lock before failing.
+        busy_timeout: Duration,
+    },
+    /// A PostgreSQL database, e.g. `postgres://user@host:5432/db`.
+    Postgres {
+        url: String,
+        /// Tables go in this schema (created if missing) instead of the default search path.
+        /// Tests use one schema each.
+        schema: Option<String>,
+        /// Connections kept open at most.
+        max_connections: usize,
+    },
+}
+
+impl StoreConfig {
+    /// SQLite in `data_dir` with a five-second busy timeout.
+    pub fn sqlite(data_dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig::Sqlite { data_dir: data_dir.into(), busy_timeout: Duration::from_secs(5) }
+    }
+
+    /// PostgreSQL at `url`, in its default schema, with up to 16 connections.
+    pub fn postgres(url: impl Into<String>) -> StoreConfig {
+        StoreConfig::Postgres { url: url.into(), schema: None, max_connections: 16 }
+    }
+}
+
+/// The handle to the store. Cheap to clone; all clones share the connections.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("location", &self.inner.location).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    location: String,
+    opener: Opener,
+    // SQLite has one writer at a time, so writes share one connection; reads use their own.
+    // PostgreSQL uses one pool for both.
+    writers: ConnPool,
+    readers: ConnPool,
+    // Concurrent `write` calls wait here for a leader to run them in a shared transaction.
+    batcher: batch::Batcher,
+}
+
+/// Opens new connections of the configured kind.
+enum Opener {
+    Sqlite { path: PathBuf, busy_timeout: Duration },
+    Postgres { config: Box<postgres::Config>, schema: Option<String> },
+}
+
+/// How many times a transaction is tried when PostgreSQL reports a transient conflict.
+const MAX_ATTEMPTS: usize = 20;
+
+/// Leaders running shared commits at once on PostgreSQL.
+const MAX_BATCH_LEADERS: usize = 4;
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let (opener, location, n_writers, n_readers, n_leaders) = match config {
+            StoreConfig::Sqlite { data_dir, busy_timeout } => {
+                std::fs::create_dir_all(data_dir).map_err(|error| StoreError::Open {
+                    location: data_dir.display().to_string(),
+                    source: Box::new(error),
+                })?;
+                let path = data_dir.join("crosspool.db");
+                let location = path.display().to_string();
+                (Opener::Sqlite { path, busy_timeout: *busy_timeout }, location, 1, 4, 1)
+            }
+            StoreConfig::Postgres { url, schema, max_connections } => {
+                let config: postgres::Config =
+                    url.parse().map_err(|error: postgres::Error| StoreError::InvalidConfig {
+                        setting: redact_url(url),
+                        reason: error.to_string(),
+                    })?;
+                if let Some(schema) = schema
+                    && !schema.bytes().all(|byte| {
+                        byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'
+                    })
+                {
+                    return Err(StoreError::InvalidConfig {
+                        setting: schema.clone(),
+                        reason: "a schema name may hold only lower-case letters, digits and _"
+                            .to_owned(),
+                    });
+                }
+                let location = postgres_location(&config);
+                let n_connections = (*max_connections).max(1);
+                // A few leaders keep batches large (they queue on the same tree locks) while
+                // writes to different trees still run side by side.
+                let n_leaders = n_connections.min(MAX_BATCH_LEADERS);
+                (
+                    Opener::Postgres { config: Box::new(config), schema: schema.clone() },
+                    location,
+                    n_connections,
+                    0,
+                    n_leaders,
+                )
+            }
+        };
+        let inner = Inner {
+            opener,
+            writers: ConnPool::new(n_writers),
+            readers: ConnPool::new(n_readers),
+            batcher: batch::Batcher::new(n_leaders),
+            location,
+        };
+        let store = Store { inner: Arc::new(inner) };
+        let mut conn = store.inner.open_conn()?;
+        migrate::run(&mut conn, &store.inner.location)?;
+        store.inner.writers.put(conn);
+        Ok(store)
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.inner.opener {
+            Opener::Sqlite { .. } => Backend::Sqlite,
+            Opener::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Where the data lives, for messages (no password).
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    /// Runs `f` in a write transaction on a blocking thread and answers once it has committed.
+    /// Concurrent calls share transactions (group commit, see `batch`): `f` then runs inside a
+    /// savepoint, and an `Err` from it rolls back only its own changes.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Box::new(batch::TypedJob { f, result: None, reply });
+        if self.inner.batcher.push(job) {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.lead_batches());
+        }
+        answer.await.unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()))
+    }
+
+    /// Runs `f` in a read transaction on a blocking thread.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut ReadTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()))
+    }
+
+    /// `write` for callers that are not async (the admin command line, tests, benchmarks). Must
+    /// not be called on an async runtime's worker thread.
+    pub fn write_blocking<T, E, F>(&self, mut f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut WriteTx<'_>) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        self.run(Mode::Write, |tx| {
+            let mut write_tx = WriteTx { read: ReadTx { tx } };
+            let result = f(&mut write_tx);
+            (write_tx.read.tx, result)
+        })
+    }
+
+    /// `read` for callers that are not async.
+    pub fn read_blocking<T, E, F>(&self, mut f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut ReadTx<'_>) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        self.run(Mode::Read, |tx| {
+            let mut read_tx = ReadTx { tx };
+            let result = f(&mut read_tx);
+            (read_tx.tx, result)
+        })
+    }
+
+    fn run<T, E>(
+        &self,
+        mode: Mode,
+        mut f: impl FnMut(Tx<'_>) -> (Tx<'_>, Result<T, E>),
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let pool = if mode == Mode::Read && self.backend() == Backend::Sqlite {
+            &self.inner.readers
+        } else {
+            &self.inner.writers
+        };
+        let mut attempt = 1;
+        loop {
+            let mut conn = pool.get(|| self.inner.open_conn())?;
+            let outcome = (|| {
+                let tx = conn.begin(mode)?;
+                let (tx, result) = f(tx);
+                let retry = tx.should_retry();
+                let finished = tx.finish(result.is_ok());
+                Ok::<_, StoreError>((result, retry, finished))
+            })();
+            let broken = matches!(&conn, Conn::Postgres(client, _) if client.is_closed());
+            if broken {
+                pool.discard()
+            } else {
+                pool.put(conn)
+            }
+            let (result, retry, finished) = match outcome {
+                Ok(outcome) => outcome,
+                Err(StoreError::Retryable { .. }) if attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            // A statement failed transiently (`retry`), or the commit did: run it all again.
+            let retryable = attempt < MAX_ATTEMPTS
+                && (retry || matches!(finished, Err(StoreError::Retryable { .. })));
+            match (result, finished) {
+                (Ok(value), Ok(())) => return Ok(value),
+                _ if retryable => attempt += 1,
+                (Ok(_), Err(error)) => return Err(error.into()),
+                (Err(error), _) => return Err(error),
+            }
+        }
+    }
+}
+
+/// A read transaction.
+pub struct ReadTx<'conn> {
+    tx: Tx<'conn>,
+}
+
+/// A write transaction; it can read as well.
+pub struct WriteTx<'conn> {
+    read: ReadTx<'conn>,
+}
+
+impl<'conn> std::ops::Deref for WriteTx<'conn> {
+    type Target = ReadTx<'conn>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.read
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.read
+    }
+}
+
+impl std::fmt::Debug for ReadTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadTx").field("backend", &self.tx.backend()).finish()
+    }
+}
+
+impl std::fmt::Debug for WriteTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx").field("backend", &self.tx.backend()).finish()
+    }
+}
+
+impl Inner {
+    fn open_conn(&self) -> Result<Conn, StoreError> {
+        let open_error = |error: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            location: self.location.clone(),
+            source: error,
+        };
+        match &self.opener {
+            Opener::Sqlite { path, busy_timeout } => {
+                let connection = rusqlite::Connection::open(path)
+                    .map_err(|error| open_error(Box::new(error)))?;
+                connection
+                    .busy_timeout(*busy_timeout)
+                    .map_err(|error| open_error(Box::new(error)))?;
+                // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so
+                // an acknowledged write survives power loss.
+                connection
+                    .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+                    .map_err(|error| match db::sqlite_error(error) {
+                        StoreError::Database { source } => open_error(source),
+                        other => other,
+                    })?;
+                Ok(Conn::Sqlite(connection))
+            }
+            Opener::Postgres { config, schema } => {
+                let mut client =
+                    config.connect(postgres::NoTls).map_err(|error| open_error(Box::new(error)))?;
+                if let Some(schema) = schema {
+                    client
+                        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}, public;"))
+                        .map_err(|error| open_error(Box::new(error)))?;
+                }
+                Ok(Conn::Postgres(Box::new(client), std::collections::HashMap::new()))
+            }
+        }
+    }
+}
+
+/// A bounded set of connections, opened on demand.
+struct ConnPool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+    max: usize,
+}
+
+struct PoolState {
+    idle: Vec<Conn>,
+    n_open: usize,
+}
+
+impl ConnPool {
+    fn new(max: usize) -> ConnPool {
+        ConnPool {
+            state: Mutex::new(PoolState { idle: Vec::new(), n_open: 0 }),
+            returned: Condvar::new(),
+            max,
+        }
+    }
+
+    fn get(&self, open: impl FnOnce() -> Result<Conn, StoreError>) -> Result<Conn, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(conn);
+            }
+            if state.n_open < self.max {
+                state.n_open += 1;
+                drop(state);
+                return open().inspect_err(|_| self.discard());
+            }
+            state = self.returned.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn put(&self, conn: Conn) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.n_open > self.max {
+            state.n_open -= 1;
+        } else {
+            state.idle.push(conn);
+        }
+        drop(state);
+        self.returned.notify_one();
+    }
+
+    /// Forgets a connection that was taken and is gone (failed to open, or closed by the server).
+    fn discard(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.n_open = state.n_open.saturating_sub(1);
+        drop(state);
+        self.returned.notify_one();
+    }
+}
+
+/// `host:port/dbname` of a PostgreSQL configuration, without credentials.
+fn postgres_location(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("postgres://{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+/// A database URL with any password replaced, for error messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,136 @@
+//! Opening the store: migrations, and clear errors for what can go wrong.
+
+use std::time::Duration;
+
+use store::error::StoreError;
+use store::{Store, StoreConfig};
+
+use crate::support::{Kind, fresh, postgres_available, postgres_url, unique_schema};
+
+#[test]
+fn a_second_open_runs_no_migration() {
+    let test = fresh(Kind::Sqlite).unwrap();
+    let StoreConfig::Sqlite { data_dir, .. } = &test.config else { unreachable!() };
+    let connection = rusqlite::Connection::open(data_dir.join("crosspool.db")).unwrap();
+    let versions = || -> Vec<i64> {
+        let sql = "SELECT version FROM crosspool_schema ORDER BY version";
+        let mut statement = connection.prepare(sql).unwrap();
+        statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let first = versions();
+    assert_eq!(first.first(), Some(&1));
+    assert!(first.windows(2).all(|pair| pair[1] == pair[0] + 1), "{first:?}");
+    drop(Store::open(&test.config).unwrap());
+    assert_eq!(versions(), first);
+}
+
+#[test]
+fn sqlite_from_a_newer_crosspool_is_refused() {
+    let test = fresh(Kind::Sqlite).unwrap();
+    let StoreConfig::Sqlite { data_dir, .. } = &test.config else { unreachable!() };
+    let connection = rusqlite::Connection::open(data_dir.join("crosspool.db")).unwrap();
+    connection.execute("INSERT INTO crosspool_schema (version) VALUES (999)", []).unwrap();
+    let message = Store::open(&test.config).unwrap_err().to_string();
+    assert!(
+        message.contains("has schema version 999, but this crosspool supports up to "),
+        "{message}"
+    );
+    assert!(message.contains(&data_dir.display().to_string()), "{message}");
+}
+
+#[test]
+fn postgres_from_a_newer_crosspool_is_refused() {
+    let Some(test) = fresh(Kind::Postgres) else { return };
+    let StoreConfig::Postgres { schema: Some(schema), .. } = &test.config else { unreachable!() };
+    let mut client = postgres::Client::connect(&postgres_url(), postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("INSERT INTO {schema}.crosspool_schema (version) VALUES (999)"))
+        .unwrap();
+    let message = Store::open(&test.config).unwrap_err().to_string();
+    assert!(message.contains("has schema version 999"), "{message}");
+}
+
+#[test]
+fn a_bad_postgres_url_says_what_is_wrong_without_the_password() {
+    let error =
+        Store::open(&StoreConfig::postgres("postgres://alice:s3cret@127.0.0.1:notaport/db"))
+            .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::InvalidConfig { .. }), "{message}");
+    assert!(message.contains("alice:***@127.0.0.1"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[test]
+fn an_unreachable_postgres_names_where() {
+    // Port 1 on loopback: nothing listens there.
+    let error =
+        Store::open(&StoreConfig::postgres("postgres://postgres@127.0.0.1:1/test")).unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }));
+    assert_eq!(error.to_string(), "cannot open the database at postgres://127.0.0.1:1/test");
+}
+
+#[test]
+fn a_bad_schema_name_is_refused_before_connecting() {
+    let config = StoreConfig::Postgres {
+        url: postgres_url(),
+        schema: Some("x; DROP TABLE y".to_owned()),
+        max_connections: 1,
+    };
+    assert!(matches!(Store::open(&config), Err(StoreError::InvalidConfig { .. })));
+    assert!(!unique_schema().contains(';'));
+    let _ = postgres_available;
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let error = Store::open(&StoreConfig::sqlite(&file)).unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }));
+    assert!(error.to_string().contains("not-a-dir"));
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("crosspool.db"), vec![b'x'; 4096]).unwrap();
+    let error = Store::open(&StoreConfig::sqlite(dir.path())).unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("cannot open the database at "), "{message}");
+}
+
+#[test]
+fn a_database_locked_by_another_process_is_reported_as_locked() {
+    let test = fresh(Kind::Sqlite).unwrap();
+    let StoreConfig::Sqlite { data_dir, .. } = &test.config else { unreachable!() };
+    let holder = rusqlite::Connection::open(data_dir.join("crosspool.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let config =
+        StoreConfig::Sqlite { data_dir: data_dir.clone(), busy_timeout: Duration::from_millis(50) };
+    let store = Store::open(&config);
+    let error = match store {
+        Err(error) => error,
+        Ok(store) => store
+            .write_blocking(|tx| tx.resource_delete("/x", &store::resource::Precondition::None))
+            .unwrap_err(),
+    };
+    assert!(matches!(error, StoreError::Busy { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "the database is locked by another process");
+}
+
+#[test]
+fn a_full_disk_is_reported_as_full() {
+    let test = fresh(Kind::Sqlite).unwrap();
+    let StoreConfig::Sqlite { data_dir, .. } = &test.config else { unreachable!() };
+    // A second connection that may not grow the file stands in for a full disk.
+    let connection = rusqlite::Connection::open(data_dir.join("crosspool.db")).unwrap();
+    let n_pages: i64 = connection.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
+    connection.execute_batch(&format!("PRAGMA max_page_count = {n_pages}")).unwrap();
+    let big = "x".repeat(1 << 20);
+    let error = connection
+        .execute("INSERT INTO resources VALUES ('k', 'k', 't', 't', ?1, 'e', 0, 0)", [&big])
+        .unwrap_err();
+    assert_eq!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull));
+}
