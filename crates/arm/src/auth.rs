@@ -36,6 +36,8 @@ pub struct Caller {
     tenant_id: String,
     object_id: String,
     app_id: String,
+    /// The user's UPN, or the application's id: how ARM's messages name the client.
+    name: String,
     kind: PrincipalKind,
 }
 
@@ -53,6 +55,10 @@ impl Caller {
     }
     pub fn kind(&self) -> PrincipalKind {
         self.kind
+    }
+    /// How ARM's messages name the caller: a user's UPN, an application's id.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -105,7 +111,15 @@ pub async fn authenticate(arm: &Arm, token: &str) -> Result<Caller, ArmError> {
             &authorization_uri,
         ));
     }
-    Ok(Caller { tenant_id, object_id: claim("oid"), app_id: claim("appid"), kind })
+    let name = match kind {
+        PrincipalKind::User => ["upn", "unique_name", "preferred_username"]
+            .iter()
+            .map(|name| claim(name))
+            .find(|value| !value.is_empty())
+            .unwrap_or_else(|| claim("oid")),
+        PrincipalKind::Application => claim("appid"),
+    };
+    Ok(Caller { tenant_id, object_id: claim("oid"), app_id: claim("appid"), name, kind })
 }
 
 impl FromRequestParts<Arc<Arm>> for Caller {

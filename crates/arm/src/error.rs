@@ -79,8 +79,33 @@ impl From<StoreError> for ArmError {
                 "AnotherOperationInProgress",
                 "Another operation on this resource is in progress; retry the request.",
             ),
+            StoreError::EtagMismatch { id, expected } => ArmError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                format!(
+                    "The condition '{expected}' in the If-Match header was not met for '{id}'."
+                ),
+            ),
             _ => ArmError::internal(),
         }
+    }
+}
+
+/// A store error from a write with a precondition: `If-Match: *` on a missing resource and
+/// `If-None-Match: *` on an existing one are 412s too.
+pub fn precondition_failed(error: StoreError) -> ArmError {
+    match error {
+        StoreError::NotFound { id, .. } => ArmError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            format!("The If-Match condition was not met: '{id}' does not exist."),
+        ),
+        StoreError::AlreadyExists { id, .. } => ArmError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            format!("The If-None-Match condition was not met: '{id}' already exists."),
+        ),
+        other => other.into(),
     }
 }
 

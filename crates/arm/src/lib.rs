@@ -5,9 +5,16 @@
 
 pub mod api_version;
 pub mod auth;
+pub mod authorization;
+pub mod dispatch;
 pub mod error;
+pub mod groups;
 pub mod metadata;
+pub mod network;
+pub mod operation;
+pub mod path;
 pub mod rbac;
+pub mod request;
 pub mod subscription;
 
 use std::sync::Arc;
@@ -17,7 +24,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{any, get};
 use identity::Identity;
 use serde_json::json;
 
@@ -48,6 +55,8 @@ pub fn router(arm: Arc<Arm>) -> Router {
         .route("/tenants", get(tenants_list))
         .route("/subscriptions", get(subscription::list))
         .route("/subscriptions/{subscription_id}", get(subscription::get))
+        .route("/subscriptions/{subscription_id}/{*rest}", any(dispatch::handle))
+        .route("/providers/{*rest}", any(dispatch::handle))
         .layer(middleware::from_fn(request_ids))
         .with_state(arm)
 }

@@ -153,50 +153,68 @@ pub enum AssignError {
     UnknownScope(String),
     #[error("the role assignment already exists")]
     Exists,
+    #[error("a role assignment with this name exists with other properties")]
+    NameTaken,
     #[error(transparent)]
     Store(#[from] store::error::StoreError),
 }
 
+/// A role assignment to make.
+#[derive(Debug, Clone)]
+pub struct NewAssignment<'a> {
+    /// The assignment's name; a new GUID when `None`.
+    pub name: Option<&'a str>,
+    pub scope: &'a str,
+    pub role: &'a RoleDefinition,
+    pub principal_id: &'a str,
+    pub principal_type: &'a str,
+    pub created_by: Option<&'a str>,
+}
+
 /// Assigns a built-in role to a principal at a scope inside a subscription (the assignment's
-/// tenant is the subscription's). An identical assignment (scope, role, principal) is `Exists`.
+/// tenant is the subscription's). Repeating an assignment under its own name returns it
+/// (`false`: not created); the same scope, role and principal under another name is `Exists`.
 pub async fn assign(
     store: &store::Store,
-    scope: &str,
-    role: &RoleDefinition,
-    principal_id: &str,
-    principal_type: &str,
-    created_by: Option<&str>,
+    new: NewAssignment<'_>,
     now: store::Timestamp,
-) -> Result<RoleAssignmentRecord, AssignError> {
-    let subscription_id = store::authorization::subscription_of_scope(scope)
-        .ok_or_else(|| AssignError::UnknownScope(scope.to_owned()))?;
+) -> Result<(RoleAssignmentRecord, bool), AssignError> {
+    let subscription_id = store::authorization::subscription_of_scope(new.scope)
+        .ok_or_else(|| AssignError::UnknownScope(new.scope.to_owned()))?;
     let assignment = RoleAssignmentRecord {
-        name: uuid::Uuid::new_v4().to_string(),
-        scope: scope.trim_end_matches('/').to_owned(),
-        role_definition_id: role.id.to_owned(),
-        principal_id: principal_id.to_ascii_lowercase(),
-        principal_type: principal_type.to_owned(),
+        name: new.name.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_ascii_lowercase),
+        scope: new.scope.trim_end_matches('/').to_owned(),
+        role_definition_id: new.role.id.to_owned(),
+        principal_id: new.principal_id.to_ascii_lowercase(),
+        principal_type: new.principal_type.to_owned(),
         tenant_id: String::new(),
         created_at: now,
-        created_by: created_by.map(str::to_owned),
+        created_by: new.created_by.map(str::to_owned),
     };
-    let (scope_owned, role_id) = (assignment.scope.clone(), role.id);
     store
         .write(move |tx| {
             let Some(subscription) = tx.subscription_get(&subscription_id)? else {
-                return Err(AssignError::UnknownScope(scope_owned.clone()));
+                return Err(AssignError::UnknownScope(assignment.scope.clone()));
             };
-            let existing = tx.role_assignments_at_scope(&assignment.scope)?;
-            if existing.iter().any(|other| {
+            let same = |other: &RoleAssignmentRecord| {
                 other.principal_id == assignment.principal_id
-                    && other.role_definition_id.eq_ignore_ascii_case(role_id)
-            }) {
+                    && other.role_definition_id.eq_ignore_ascii_case(&assignment.role_definition_id)
+                    && other.scope.eq_ignore_ascii_case(&assignment.scope)
+            };
+            if let Some(existing) = tx.role_assignment_get(&assignment.name)? {
+                return if same(&existing) {
+                    Ok((existing, false))
+                } else {
+                    Err(AssignError::NameTaken)
+                };
+            }
+            if tx.role_assignments_at_scope(&assignment.scope)?.iter().any(same) {
                 return Err(AssignError::Exists);
             }
             let stored =
                 RoleAssignmentRecord { tenant_id: subscription.tenant_id, ..assignment.clone() };
             tx.role_assignment_create(&stored)?;
-            Ok(stored)
+            Ok((stored, true))
         })
         .await
 }

@@ -152,9 +152,20 @@ async fn create_subscription(
             .read(move |tx| tx.user_by_upn(&lookup))
             .await?
             .with_context(|| format!("demo user {role_holder} is missing"))?;
-        arm::rbac::assign(store, &scope, role, &user.id, "User", None, now)
-            .await
-            .with_context(|| format!("assigning {} to {role_holder}", role.role_name))?;
+        arm::rbac::assign(
+            store,
+            arm::rbac::NewAssignment {
+                name: None,
+                scope: &scope,
+                role,
+                principal_id: &user.id,
+                principal_type: "User",
+                created_by: None,
+            },
+            now,
+        )
+        .await
+        .with_context(|| format!("assigning {} to {role_holder}", role.role_name))?;
     }
     Ok(vec![("subscription_id", json!(subscription.id)), ("resource_group", json!(resource_group))])
 }

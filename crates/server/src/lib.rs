@@ -22,8 +22,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// SQLite data and TLS files live here.
     pub data_dir: PathBuf,
-    /// A PostgreSQL URL; SQLite in `data_dir` when `None`.
-    pub database: Option<String>,
+    /// The store; SQLite in `data_dir` when `None`.
+    pub database: Option<StoreConfig>,
     /// More addresses serving the same routes and certificate, e.g. `127.0.0.1:443`, which MSAL
     /// calls for the user realm before a password sign-in whatever port the authority has.
     pub also_listen: Vec<SocketAddr>,
@@ -98,10 +98,8 @@ fn origin_for(addr: SocketAddr) -> String {
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     // One crypto provider for rustls in this process; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store_config = match &config.database {
-        Some(url) => StoreConfig::postgres(url),
-        None => StoreConfig::sqlite(&config.data_dir),
-    };
+    let store_config =
+        config.database.clone().unwrap_or_else(|| StoreConfig::sqlite(&config.data_dir));
     let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
         .await
         .context("the store's opening task failed")?

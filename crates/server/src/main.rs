@@ -199,7 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Serve { listen, also_listen, demo } => {
-            serve(cli.data_dir, cli.database, listen, also_listen, demo)
+            serve(cli.data_dir, cli.database.map(StoreConfig::postgres), listen, also_listen, demo)
         }
         Command::Admin(AdminCommand::Check) => admin_check(&config),
         Command::Admin(command) => {
@@ -328,9 +328,20 @@ async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow:
                 })
                 .await?
                 .context("no such user or service principal in the scope's tenant (or no such subscription)")?;
-            let assignment =
-                arm::rbac::assign(&store, &scope, role, &principal_id, principal_type, None, now)
-                    .await?;
+            let assignment = arm::rbac::assign(
+                &store,
+                arm::rbac::NewAssignment {
+                    name: None,
+                    scope: &scope,
+                    role,
+                    principal_id: &principal_id,
+                    principal_type,
+                    created_by: None,
+                },
+                now,
+            )
+            .await?
+            .0;
             json!({
                 "name": assignment.name, "scope": assignment.scope, "roleName": role.role_name,
                 "roleDefinitionId": assignment.role_definition_id, "principalId": assignment.principal_id,
@@ -350,7 +361,7 @@ async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow:
 
 fn serve(
     data_dir: PathBuf,
-    database: Option<String>,
+    database: Option<StoreConfig>,
     listen: std::net::SocketAddr,
     also_listen: Vec<std::net::SocketAddr>,
     demo: bool,

@@ -96,6 +96,20 @@ impl ReadTx<'_> {
         )?;
         Ok(rows.iter().map(resource_from).collect())
     }
+
+    /// Every resource whose id starts with `id_prefix` (case-insensitive), of any type, in id
+    /// order: what a resource group holds.
+    pub fn resources_under(&mut self, id_prefix: &str) -> Result<Vec<StoredResource>, StoreError> {
+        let lower = id_prefix.to_ascii_lowercase();
+        let upper = format!("{lower}\u{10FFFF}");
+        let rows = self.tx.query(
+            &format!(
+                "SELECT {COLUMNS} FROM resources WHERE id_key >= $1 AND id_key < $2 ORDER BY id_key"
+            ),
+            &[lower.into(), upper.into()],
+        )?;
+        Ok(rows.iter().map(resource_from).collect())
+    }
 }
 
 impl WriteTx<'_> {

@@ -203,16 +203,20 @@ async fn subscriptions_are_listed_where_the_caller_holds_a_role_at_or_below_them
     let pool = format!(
         "/subscriptions/{subscription_a}/resourceGroups/rg-a/providers/Microsoft.Network/networkManagers/nm/ipamPools/pool"
     );
-    arm::rbac::assign(store, &pool, &arm::rbac::IPAM_POOL_USER, &user.id, "User", None, now)
-        .await
-        .unwrap();
+    let new = arm::rbac::NewAssignment {
+        name: None,
+        scope: &pool,
+        role: &arm::rbac::IPAM_POOL_USER,
+        principal_id: &user.id,
+        principal_type: "User",
+        created_by: None,
+    };
+    arm::rbac::assign(store, new.clone(), now).await.unwrap();
     assert_eq!(
         subscriptions(&server, &pool_user).await[0]["subscriptionId"],
         subscription_a.as_str()
     );
-    let again =
-        arm::rbac::assign(store, &pool, &arm::rbac::IPAM_POOL_USER, &user.id, "User", None, now)
-            .await;
+    let again = arm::rbac::assign(store, new, now).await;
     assert!(matches!(again, Err(arm::rbac::AssignError::Exists)));
 }
 

@@ -1,7 +1,7 @@
 //! Tests of the `crosspool` binary and of the server it runs, over real HTTPS on loopback.
 
-// Reason: tests may unwrap (CONVENTIONS.md).
-#![allow(clippy::unwrap_used)]
+// Reason: tests may unwrap (CONVENTIONS.md) and say on stderr why they skip.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod support;
 
@@ -11,3 +11,4 @@ mod authorize;
 mod device;
 mod graph;
 mod identity;
+mod resources;

@@ -2,24 +2,104 @@
 //! client that trusts its CA.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use server::{Running, ServeConfig, SystemClock};
+use store::StoreConfig;
+
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 pub struct TestServer {
     pub running: Running,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
+    schema: Option<String>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // The synchronous client runs its own runtime, so it must not run on the test's.
+        if let Some(schema) = self.schema.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(mut client) = postgres::Client::connect(&postgres_url(), postgres::NoTls)
+                {
+                    let _ =
+                        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// The PostgreSQL the tests use: `CROSSPOOL_TEST_DATABASE_URL`, or the local one with trust auth.
+pub fn postgres_url() -> String {
+    std::env::var("CROSSPOOL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Whether PostgreSQL is reachable; `CROSSPOOL_REQUIRE_POSTGRES=1` makes its absence a failure,
+/// otherwise the PostgreSQL case is skipped with a message.
+pub fn postgres_available() -> bool {
+    match postgres::Client::connect(&postgres_url(), postgres::NoTls) {
+        Ok(_) => true,
+        Err(error) => {
+            if std::env::var("CROSSPOOL_REQUIRE_POSTGRES").is_ok_and(|value| value == "1") {
+                panic!(
+                    "CROSSPOOL_REQUIRE_POSTGRES=1 but PostgreSQL at {} is not reachable: {error}",
+                    postgres_url()
+                );
+            }
+            eprintln!(
+                "skipping: PostgreSQL at {} is not reachable ({error}); set CROSSPOOL_TEST_DATABASE_URL",
+                postgres_url()
+            );
+            false
+        }
+    }
 }
 
 impl TestServer {
+    /// A server on SQLite.
     pub async fn start() -> TestServer {
+        TestServer::start_on(Backend::Sqlite).await.unwrap()
+    }
+
+    /// A server on `backend` (each PostgreSQL server in a schema of its own), or `None` when
+    /// PostgreSQL is not there and not required.
+    pub async fn start_on(backend: Backend) -> Option<TestServer> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let dir = tempfile::tempdir().unwrap();
+        let (database, schema) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => {
+                if !std::thread::spawn(postgres_available).join().unwrap() {
+                    return None;
+                }
+                let schema = format!(
+                    "crosspool_server_test_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                let config = StoreConfig::Postgres {
+                    url: postgres_url(),
+                    schema: Some(schema.clone()),
+                    max_connections: 8,
+                };
+                (Some(config), Some(schema))
+            }
+        };
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             also_listen: Vec::new(),
             data_dir: dir.path().to_owned(),
-            database: None,
+            database,
             demo: true,
             clock: Arc::new(SystemClock),
         };
@@ -29,7 +109,7 @@ impl TestServer {
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .build()
             .unwrap();
-        TestServer { running, client, _dir: dir }
+        Some(TestServer { running, client, _dir: dir, schema })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -79,3 +159,32 @@ pub fn claims(token: &str) -> Value {
     )
     .unwrap()
 }
+
+/// Emits, for each `async fn name(server: &TestServer) { … }`, a module `name` with a `sqlite`
+/// and a `postgres` test that run the body against a fresh demo server on that store.
+macro_rules! both_backends {
+    ($(async fn $name:ident($server:ident: &TestServer) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($server: &$crate::support::TestServer) $body
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() {
+                    let server = $crate::support::TestServer::start_on($crate::support::Backend::Sqlite).await.unwrap();
+                    body(&server).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() {
+                    if let Some(server) = $crate::support::TestServer::start_on($crate::support::Backend::Postgres).await {
+                        body(&server).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(crate) use both_backends;

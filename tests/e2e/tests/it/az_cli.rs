@@ -138,11 +138,14 @@ async fn the_az_cli_does_the_seeds_identity_steps() {
     );
     arm::rbac::assign(
         &running.store,
-        &pool,
-        &arm::rbac::IPAM_POOL_USER,
-        &service_principal_a,
-        "ServicePrincipal",
-        None,
+        arm::rbac::NewAssignment {
+            name: None,
+            scope: &pool,
+            role: &arm::rbac::IPAM_POOL_USER,
+            principal_id: &service_principal_a,
+            principal_type: "ServicePrincipal",
+            created_by: None,
+        },
         now,
     )
     .await
@@ -151,11 +154,14 @@ async fn the_az_cli_does_the_seeds_identity_steps() {
         format!("/subscriptions/{}/resourceGroups/rg-b", demo(&running, "B", "subscription_id"));
     arm::rbac::assign(
         &running.store,
-        &group,
-        &arm::rbac::NETWORK_CONTRIBUTOR,
-        &service_principal_b,
-        "ServicePrincipal",
-        None,
+        arm::rbac::NewAssignment {
+            name: None,
+            scope: &group,
+            role: &arm::rbac::NETWORK_CONTRIBUTOR,
+            principal_id: &service_principal_b,
+            principal_type: "ServicePrincipal",
+            created_by: None,
+        },
         now,
     )
     .await
@@ -212,7 +218,9 @@ async fn the_az_cli_does_the_seeds_identity_steps() {
             (Some("https://management.azure.com/"), Some("app"))
         );
 
-        // A wrong secret is refused with the platform's error.
+        // A wrong secret is refused with the platform's error. MSAL answers a client-credentials
+        // request from its token cache when it can, whatever the secret, so the cache goes first.
+        az.ok(&["account", "clear"]);
         let error = az
             .run(&[
                 "login",

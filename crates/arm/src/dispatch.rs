@@ -1,0 +1,109 @@
+//! The one entry for resource requests: every path under `/subscriptions/{s}/…` (and
+//! `…/providers/Microsoft.Authorization/…` at any scope) comes here, is authenticated, parsed
+//! case-insensitively into a `Target`, and handed to the resource's module.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use store::Timestamp;
+use store::WriteTx;
+use store::resource::{Precondition, StoredResource};
+
+use crate::auth::Caller;
+use crate::error::ArmError;
+use crate::path::{self, Target};
+use crate::request::Ctx;
+use crate::{Arm, RequestIds, authorization, groups, network, operation};
+
+/// The largest request body accepted.
+const MAX_BODY: usize = 4 << 20;
+
+/// Axum handler for every resource path.
+pub async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
+    match run(arm, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn run(arm: Arc<Arm>, request: Request) -> Result<Response, ArmError> {
+    let (mut parts, body) = request.into_parts();
+    let caller = Caller::from_request_parts(&mut parts, &arm).await?;
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+        .map_err(|_| crate::request::invalid_content("the query string is malformed"))?;
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ArmError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than {MAX_BODY} bytes."),
+        )
+    })?;
+    let ids = parts
+        .extensions
+        .get::<RequestIds>()
+        .cloned()
+        .unwrap_or_else(|| RequestIds { request_id: String::new(), correlation_id: String::new() });
+    let target = path::parse(parts.uri.path());
+    let ctx = Ctx {
+        now: arm.identity().now(),
+        arm,
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query,
+        headers: parts.headers,
+        body,
+        caller,
+        ids,
+    };
+    match target {
+        Some(Target::ResourceGroups { subscription }) => groups::list(&ctx, &subscription).await,
+        Some(Target::ResourceGroup { subscription, name }) => {
+            groups::handle_one(&ctx, &subscription, &name).await
+        }
+        Some(Target::OperationResult { subscription, id }) => {
+            let subscription = ctx.subscription(&subscription).await?.id;
+            operation::result(&ctx, &subscription, &id).await
+        }
+        Some(Target::Authorization { scope, kind, name }) => {
+            authorization::handle(&ctx, &scope, &kind, name.as_deref()).await
+        }
+        Some(Target::Provider(reference)) => network::handle(&ctx, &reference).await,
+        None => Err(not_found(&ctx.path)),
+    }
+}
+
+/// A 404 for a path that addresses nothing.
+pub fn not_found(path: &str) -> ArmError {
+    ArmError::new(
+        StatusCode::NOT_FOUND,
+        "InvalidResourceType",
+        format!("The resource path '{path}' does not address a resource type this server serves."),
+    )
+}
+
+/// A 405 naming the method.
+pub fn method_not_allowed(ctx: &Ctx) -> ArmError {
+    ArmError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("The method '{}' is not allowed on '{}'.", ctx.method, ctx.path),
+    )
+}
+
+/// Deletes every resource whose id starts with `prefix`, running each type's clean-up (a VNet
+/// gives its allocations back; a pool must be empty). Resources nested deepest go first, and
+/// virtual networks before the pools that they hold space in.
+pub fn delete_contents(tx: &mut WriteTx<'_>, prefix: &str, now: Timestamp) -> Result<(), ArmError> {
+    let mut contents: Vec<StoredResource> = tx.resources_under(prefix)?;
+    contents.sort_by_key(|resource| {
+        (network::deletion_rank(resource), std::cmp::Reverse(resource.id.matches('/').count()))
+    });
+    for resource in contents {
+        network::clean_up(tx, &resource, now)?;
+        tx.resource_delete(&resource.id, &Precondition::None)?;
+    }
+    Ok(())
+}

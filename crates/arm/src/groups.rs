@@ -1,0 +1,257 @@
+//! Resource groups: `/subscriptions/{s}/resourcegroups[/{rg}]` — PUT, GET, HEAD, PATCH, DELETE
+//! (202 + `Location`, then 204 on the poll) and a paged list. Deleting a group deletes everything
+//! in it, in one transaction, through the same clean-up each resource's own DELETE runs.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use store::error::StoreError;
+use store::resource::{Precondition, ResourceWrite};
+
+use crate::api_version::ApiVersions;
+use crate::error::{ArmError, json};
+use crate::operation::{self, Operation};
+use crate::request::{Ctx, opt_object, opt_str};
+
+pub const RESOURCE_GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
+
+pub const API_VERSIONS: ApiVersions = ApiVersions::new(
+    "resourceGroups",
+    &[
+        "2019-10-01",
+        "2020-06-01",
+        "2020-10-01",
+        "2021-04-01",
+        "2022-09-01",
+        "2023-07-01",
+        "2024-03-01",
+        "2024-07-01",
+        "2024-11-01",
+        "2025-03-01",
+        "2025-04-01",
+    ],
+);
+
+const READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/read";
+const WRITE: &str = "Microsoft.Resources/subscriptions/resourceGroups/write";
+const DELETE: &str = "Microsoft.Resources/subscriptions/resourceGroups/delete";
+
+/// A group's canonical id.
+pub fn group_id(subscription: &str, name: &str) -> String {
+    format!("/subscriptions/{subscription}/resourceGroups/{name}")
+}
+
+/// ARM's 404 for a missing group.
+pub fn not_found(name: &str) -> ArmError {
+    ArmError::new(
+        StatusCode::NOT_FOUND,
+        "ResourceGroupNotFound",
+        format!("Resource group '{name}' could not be found."),
+    )
+}
+
+/// The stored group, if it exists.
+pub async fn find(ctx: &Ctx, subscription: &str, name: &str) -> Result<Option<Value>, ArmError> {
+    let id = group_id(subscription, name);
+    let stored = ctx.arm.identity().store().read(move |tx| tx.resource_get(&id)).await?;
+    Ok(stored
+        .filter(|stored| stored.resource_type.eq_ignore_ascii_case(RESOURCE_GROUP_TYPE))
+        .and_then(|stored| serde_json::from_str(&stored.body).ok()))
+}
+
+/// The group, which must exist: a resource inside a missing group is `ResourceGroupNotFound`.
+pub async fn require(ctx: &Ctx, subscription: &str, name: &str) -> Result<Value, ArmError> {
+    find(ctx, subscription, name).await?.ok_or_else(|| not_found(name))
+}
+
+/// `1–90` letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
+fn check_name(name: &str) -> Result<(), ArmError> {
+    let valid = (1..=90).contains(&name.chars().count())
+        && !name.ends_with('.')
+        && name.chars().all(|c| c.is_alphanumeric() || "_-.()".contains(c));
+    if valid {
+        return Ok(());
+    }
+    Err(ArmError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidResourceGroupName",
+        format!(
+            "The resource group name '{name}' is invalid: it must be 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, and not end in a period."
+        ),
+    ))
+}
+
+/// Azure's location names: `West US` → `westus`.
+pub fn normalize_location(location: &str) -> String {
+    location.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase()
+}
+
+pub async fn handle_one(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
+    let subscription = ctx.subscription(subscription).await?.id;
+    ctx.api_version(&API_VERSIONS)?;
+    let scope = group_id(&subscription, name);
+    match ctx.method.clone() {
+        Method::GET | Method::HEAD => {
+            ctx.authorize(READ, &scope).await?;
+            let group = find(ctx, &subscription, name).await?;
+            match (ctx.method == Method::HEAD, group) {
+                (true, Some(_)) => Ok(operation::empty(StatusCode::NO_CONTENT)),
+                (true, None) => Ok(operation::empty(StatusCode::NOT_FOUND)),
+                (false, Some(group)) => Ok(json(StatusCode::OK, &group)),
+                (false, None) => Err(not_found(name)),
+            }
+        }
+        Method::PUT | Method::PATCH => {
+            ctx.authorize(WRITE, &scope).await?;
+            put(ctx, &subscription, name).await
+        }
+        Method::DELETE => {
+            ctx.authorize(DELETE, &scope).await?;
+            delete(ctx, &subscription, name).await
+        }
+        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+    }
+}
+
+async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
+    check_name(name)?;
+    let body = ctx.json_body()?;
+    let existing = find(ctx, subscription, name).await?;
+    let location = match (opt_str(&body, "location")?, &existing) {
+        (Some(location), _) => normalize_location(location),
+        (None, Some(existing)) if ctx.method == Method::PATCH => {
+            existing["location"].as_str().unwrap_or_default().to_owned()
+        }
+        _ => {
+            return Err(ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "LocationRequired",
+                "The location property is required for this definition.",
+            )
+            .with_target("location"));
+        }
+    };
+    if ctx.method == Method::PATCH && existing.is_none() {
+        return Err(not_found(name));
+    }
+    if let Some(existing) = &existing {
+        let stored = existing["location"].as_str().unwrap_or_default();
+        if !stored.eq_ignore_ascii_case(&location) {
+            return Err(ArmError::new(
+                StatusCode::CONFLICT,
+                "InvalidResourceGroupLocation",
+                format!(
+                    "Invalid resource group location '{location}'. The Resource group already exists in location '{stored}'."
+                ),
+            ));
+        }
+    }
+    let tags = match opt_object(&body, "tags")? {
+        Some(tags) => tags.clone(),
+        None => existing.as_ref().map_or_else(|| json!({}), |existing| existing["tags"].clone()),
+    };
+    let managed_by = opt_str(&body, "managedBy")?;
+    // The casing of a group's name is the one it was created with.
+    let id = existing
+        .as_ref()
+        .and_then(|existing| existing["id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| group_id(subscription, name));
+    let mut group = json!({
+        "id": id,
+        "name": id.rsplit('/').next().unwrap_or(name),
+        "type": RESOURCE_GROUP_TYPE,
+        "location": location,
+        "tags": tags,
+        "properties": { "provisioningState": "Succeeded" },
+    });
+    if let Some(managed_by) = managed_by {
+        group["managedBy"] = json!(managed_by);
+    }
+    let (text, tenant, now, precondition) =
+        (group.to_string(), ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
+    let write_id = id.clone();
+    let (_, created) = ctx
+        .arm
+        .identity()
+        .store()
+        .write(move |tx| {
+            let write = ResourceWrite {
+                id: &write_id,
+                resource_type: RESOURCE_GROUP_TYPE,
+                tenant_id: &tenant,
+                body: &text,
+            };
+            tx.resource_put(write, &precondition, now)
+        })
+        .await
+        .map_err(crate::error::precondition_failed)?;
+    Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &group))
+}
+
+async fn delete(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
+    let group = require(ctx, subscription, name).await?;
+    let id = group["id"].as_str().unwrap_or_default().to_owned();
+    let (contents, now) = (format!("{id}/"), ctx.now);
+    let outcome = ctx
+        .arm
+        .identity()
+        .store()
+        .write(move |tx| {
+            crate::dispatch::delete_contents(tx, &contents, now)?;
+            tx.resource_delete(&id, &Precondition::None)?;
+            Ok::<_, ArmError>(())
+        })
+        .await;
+    let operation = Operation {
+        id: Operation::new_id(),
+        status: if outcome.is_ok() { "Succeeded" } else { "Failed" },
+        error: outcome.err(),
+        final_status: StatusCode::OK,
+        final_body: None,
+    };
+    operation::record(ctx, subscription, &operation).await?;
+    let api_version = ctx.query.get("api-version").map_or("", String::as_str);
+    let location = format!(
+        "{}/subscriptions/{subscription}/operationresults/{}?api-version={api_version}",
+        ctx.arm.identity().origin(),
+        operation.id
+    );
+    let response =
+        operation::with_header(operation::empty(StatusCode::ACCEPTED), "location", &location);
+    Ok(operation::with_header(response, "retry-after", "1"))
+}
+
+/// `GET /subscriptions/{s}/resourcegroups`: the groups the caller may read, paged.
+pub async fn list(ctx: &Ctx, subscription: &str) -> Result<Response, ArmError> {
+    let subscription = ctx.subscription(subscription).await?.id;
+    ctx.api_version(&API_VERSIONS)?;
+    if ctx.method != Method::GET {
+        return Err(crate::dispatch::method_not_allowed(ctx));
+    }
+    let top = ctx.top(1000, 1000)?;
+    let (prefix, after) = (
+        format!("/subscriptions/{subscription}/resourceGroups/"),
+        ctx.skip_token().map(str::to_owned),
+    );
+    let principal = ctx.caller.object_id().to_owned();
+    let (page, assignments) = ctx
+        .arm
+        .identity()
+        .store()
+        .read(move |tx| {
+            let page = tx.resources_list(RESOURCE_GROUP_TYPE, &prefix, after.as_deref(), top)?;
+            Ok::<_, StoreError>((page, tx.role_assignments_for_principal(&principal)?))
+        })
+        .await?;
+    let next = (page.len() == top).then(|| page.last().map(|last| last.id.to_ascii_lowercase()));
+    let value: Vec<Value> = page
+        .iter()
+        .filter(|stored| crate::rbac::allows(&assignments, READ, &stored.id))
+        .filter_map(|stored| serde_json::from_str(&stored.body).ok())
+        .collect();
+    let mut body = json!({ "value": value });
+    if let Some(Some(last)) = next {
+        body["nextLink"] = json!(ctx.next_link(&last, top));
+    }
+    Ok(json(StatusCode::OK, &body))
+}

@@ -1,0 +1,136 @@
+//! Long-running operations. crosspool finishes every operation inside the request that starts
+//! it, in one transaction, and records its outcome; the status URLs the response names
+//! (`Azure-AsyncOperation`, `Location`) then answer from that record, as ARM's clients poll them.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use store::resource::{Precondition, ResourceWrite};
+
+use crate::error::{ArmError, json};
+use crate::request::Ctx;
+
+const OPERATION_TYPE: &str = "crosspool/operations";
+
+/// A finished operation.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub id: String,
+    /// `Succeeded` or `Failed`.
+    pub status: &'static str,
+    /// The error of a failed operation.
+    pub error: Option<ArmError>,
+    /// The status a `Location` poll answers with once the operation is done (200 or 204).
+    pub final_status: StatusCode,
+    /// The body of that final answer, if any.
+    pub final_body: Option<Value>,
+}
+
+impl Operation {
+    /// A new operation id.
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+fn key(subscription: &str, id: &str) -> String {
+    format!("/subscriptions/{subscription}/crosspoolOperations/{id}")
+}
+
+/// Stores an operation's outcome, for the status URLs.
+pub async fn record(ctx: &Ctx, subscription: &str, operation: &Operation) -> Result<(), ArmError> {
+    let body = json!({
+        "status": operation.status,
+        "error": operation.error.as_ref().map(|error| json!({
+            "code": error.code, "message": error.message, "status": error.status.as_u16(),
+        })),
+        "finalStatus": operation.final_status.as_u16(),
+        "finalBody": operation.final_body,
+        "startTime": identity::time::rfc3339(ctx.now),
+    })
+    .to_string();
+    let (id, tenant, now) =
+        (key(subscription, &operation.id), ctx.caller.tenant_id().to_owned(), ctx.now);
+    ctx.arm
+        .identity()
+        .store()
+        .write(move |tx| {
+            let write = ResourceWrite {
+                id: &id,
+                resource_type: OPERATION_TYPE,
+                tenant_id: &tenant,
+                body: &body,
+            };
+            tx.resource_put(write, &Precondition::Absent, now).map(|_| ())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The stored record of an operation, if there is one.
+async fn load(ctx: &Ctx, subscription: &str, id: &str) -> Result<Value, ArmError> {
+    let key = key(subscription, id);
+    let stored = ctx.arm.identity().store().read(move |tx| tx.resource_get(&key)).await?;
+    stored
+        .filter(|stored| stored.resource_type == OPERATION_TYPE)
+        .and_then(|stored| serde_json::from_str(&stored.body).ok())
+        .ok_or_else(|| {
+            ArmError::new(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                format!("The operation '{id}' could not be found."),
+            )
+        })
+}
+
+/// An `Azure-AsyncOperation` poll: always 200 with `{status}` (and `error` when it failed).
+pub async fn status(ctx: &Ctx, subscription: &str, id: &str) -> Result<Response, ArmError> {
+    let record = load(ctx, subscription, id).await?;
+    let mut body = json!({
+        "id": ctx.path,
+        "name": id,
+        "status": record["status"],
+        "startTime": record["startTime"],
+        "endTime": record["startTime"],
+    });
+    if let Some(error) = record.get("error").filter(|error| error.is_object()) {
+        body["error"] = json!({ "code": error["code"], "message": error["message"] });
+    }
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// A `Location` poll: the operation's final answer, or its error with the error's status.
+pub async fn result(ctx: &Ctx, subscription: &str, id: &str) -> Result<Response, ArmError> {
+    let record = load(ctx, subscription, id).await?;
+    if let Some(error) = record.get("error").filter(|error| error.is_object()) {
+        let status = error["status"]
+            .as_u64()
+            .and_then(|status| StatusCode::from_u16(u16::try_from(status).ok()?).ok())
+            .unwrap_or(StatusCode::CONFLICT);
+        let body = json!({ "error": { "code": error["code"], "message": error["message"] } });
+        return Ok(json(status, &body));
+    }
+    let status = record["finalStatus"]
+        .as_u64()
+        .and_then(|status| StatusCode::from_u16(u16::try_from(status).ok()?).ok())
+        .unwrap_or(StatusCode::NO_CONTENT);
+    Ok(match record.get("finalBody").filter(|body| !body.is_null()) {
+        Some(body) => json(status, body),
+        None => empty(status),
+    })
+}
+
+/// A response with no body.
+pub fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+/// Adds a header whose value is a URL the server made.
+pub fn with_header(mut response: Response, name: &'static str, value: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
