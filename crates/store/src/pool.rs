@@ -884,6 +884,13 @@ impl WriteTx<'_> {
             .ok_or_else(|| StoreError::NotFound { what: "pool", id: id.0.to_string() })
     }
 
+    /// Serialises the transactions that call it with the same `key` (e.g. the writes of one
+    /// resource), across processes: each waits for the previous one to commit. On SQLite every
+    /// write is serialised anyway.
+    pub fn serialize_on(&mut self, key: &str) -> Result<(), StoreError> {
+        self.scope_lock(&format!("lock:{}", key.to_ascii_lowercase()))
+    }
+
     /// Serialises root-pool changes in one scope.
     fn scope_lock(&mut self, scope_key: &str) -> Result<(), StoreError> {
         self.tx.execute(

@@ -1,0 +1,301 @@
+//! What the network resources share: their stored documents, envelopes, names, and the mapping
+//! of the allocator's refusals to ARM errors.
+
+use axum::http::StatusCode;
+use ipam::error::Error as IpamError;
+use serde_json::{Value, json};
+use store::error::StoreError;
+use store::pool::Change;
+use store::resource::{Precondition, ResourceWrite, StoredResource};
+use store::{ReadTx, Timestamp, WriteTx};
+
+use crate::error::ArmError;
+use crate::request::Ctx;
+
+pub const MANAGER_TYPE: &str = "Microsoft.Network/networkManagers";
+pub const POOL_TYPE: &str = "Microsoft.Network/networkManagers/ipamPools";
+pub const STATIC_CIDR_TYPE: &str = "Microsoft.Network/networkManagers/ipamPools/staticCidrs";
+pub const SCOPE_CONNECTION_TYPE: &str = "Microsoft.Network/networkManagers/scopeConnections";
+pub const MANAGER_CONNECTION_TYPE: &str = "Microsoft.Network/networkManagerConnections";
+pub const VNET_TYPE: &str = "Microsoft.Network/virtualNetworks";
+
+/// A stored document: its id as created, its body (without `etag`) and its etag.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub id: String,
+    pub body: Value,
+    pub etag: String,
+}
+
+impl Doc {
+    fn from_stored(stored: StoredResource) -> Option<Doc> {
+        let body = serde_json::from_str(&stored.body).ok()?;
+        Some(Doc { id: stored.id, body, etag: stored.etag })
+    }
+
+    /// The body as served: with its etag, without crosspool's own bookkeeping.
+    pub fn served(&self) -> Value {
+        let mut body = self.body.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.remove("crosspool");
+        }
+        body["etag"] = json!(self.etag);
+        body
+    }
+}
+
+/// The document of `kind` at `id`, if there is one.
+pub fn get(tx: &mut ReadTx<'_>, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+    Ok(tx
+        .resource_get(id)?
+        .filter(|stored| stored.resource_type.eq_ignore_ascii_case(kind))
+        .and_then(Doc::from_stored))
+}
+
+/// The same, outside a transaction.
+pub async fn load(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Option<Doc>, ArmError> {
+    let id = id.to_owned();
+    Ok(ctx.arm.identity().store().read(move |tx| get(tx, kind, &id)).await?)
+}
+
+/// Documents of `kind` whose ids start with `prefix`, a page after `after`.
+pub fn list(
+    tx: &mut ReadTx<'_>,
+    kind: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Doc>, StoreError> {
+    Ok(tx
+        .resources_list(kind, prefix, after, limit)?
+        .into_iter()
+        .filter_map(Doc::from_stored)
+        .collect())
+}
+
+/// Writes a document; returns it as stored and whether it was created.
+pub fn put(
+    tx: &mut WriteTx<'_>,
+    kind: &str,
+    tenant: &str,
+    body: &Value,
+    precondition: &Precondition,
+    now: Timestamp,
+) -> Result<(Doc, bool), ArmError> {
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    let text = body.to_string();
+    let write = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
+    let (stored, created) =
+        tx.resource_put(write, precondition, now).map_err(crate::error::precondition_failed)?;
+    Ok((Doc { id: stored.id, body: body.clone(), etag: stored.etag }, created))
+}
+
+/// `^[0-9a-zA-Z]([0-9a-zA-Z_.-]{0,62}[0-9a-zA-Z_])?$`, the names of managers, pools and CIDRs.
+pub fn check_name(name: &str, what: &str) -> Result<(), ArmError> {
+    let bytes = name.as_bytes();
+    let inner = |b: &u8| b.is_ascii_alphanumeric() || b"_.-".contains(b);
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(inner)
+        && (bytes.len() == 1
+            || bytes[bytes.len() - 1].is_ascii_alphanumeric()
+            || bytes[bytes.len() - 1] == b'_');
+    if valid {
+        return Ok(());
+    }
+    Err(ArmError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidResourceName",
+        format!(
+            "The {what} name '{name}' is invalid: it must be 1 to 64 letters, digits, '_', '.' or '-', start with a letter or digit and end with a letter, digit or '_'."
+        ),
+    ))
+}
+
+/// A resource that is not there.
+pub fn not_found(kind: &str, id: &str) -> ArmError {
+    let name = id.rsplit('/').next().unwrap_or(id);
+    ArmError::new(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        format!(
+            "The Resource '{kind}/{name}' under resource group '{}' was not found.",
+            group_of(id)
+        ),
+    )
+}
+
+/// The resource group named in an id.
+pub fn group_of(id: &str) -> &str {
+    let segments: Vec<&str> = id.split('/').collect();
+    segments
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case("resourceGroups"))
+        .and_then(|at| segments.get(at + 1).copied())
+        .unwrap_or_default()
+}
+
+/// The subscription named in an id.
+pub fn subscription_of(id: &str) -> String {
+    store::authorization::subscription_of_scope(id).unwrap_or_default()
+}
+
+/// The envelope of a tracked resource: id, name, type, location, tags, systemData and the
+/// given properties.
+pub fn tracked(
+    ctx: &Ctx,
+    id: &str,
+    kind: &str,
+    location: &str,
+    tags: Value,
+    properties: Value,
+    existing: Option<&Doc>,
+) -> Value {
+    json!({
+        "id": id,
+        "name": id.rsplit('/').next().unwrap_or_default(),
+        "type": kind,
+        "location": location,
+        "tags": tags,
+        "systemData": ctx.system_data(existing.map(|doc| &doc.body["systemData"])),
+        "properties": properties,
+    })
+}
+
+/// The tags of a body (an object of strings), or the existing ones when it has none.
+pub fn tags(body: &Value, existing: Option<&Doc>) -> Result<Value, ArmError> {
+    match body.get("tags") {
+        None | Some(Value::Null) => {
+            Ok(existing.map_or_else(|| json!({}), |doc| doc.body["tags"].clone()))
+        }
+        Some(Value::Object(map)) => {
+            if let Some((key, _)) = map.iter().find(|(_, value)| !value.is_string()) {
+                return Err(crate::request::invalid_field(
+                    &format!("tags.{key}"),
+                    "must be a string",
+                ));
+            }
+            Ok(Value::Object(map.clone()))
+        }
+        Some(_) => Err(crate::request::invalid_field("tags", "must be an object of strings")),
+    }
+}
+
+/// A location from the body, required unless the resource exists (then it may not change).
+pub fn location(body: &Value, existing: Option<&Doc>) -> Result<String, ArmError> {
+    let given = crate::request::opt_str(body, "location")?.map(crate::groups::normalize_location);
+    let stored = existing.and_then(|doc| doc.body["location"].as_str()).map(str::to_owned);
+    match (given, stored) {
+        (Some(given), Some(stored)) if given != stored => Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "LocationCannotBeChanged",
+            format!(
+                "The location of an existing resource cannot change from '{stored}' to '{given}'."
+            ),
+        )
+        .with_target("location")),
+        (Some(location), _) | (None, Some(location)) => Ok(location),
+        (None, None) => Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "LocationRequired",
+            "The location property is required for this definition.",
+        )
+        .with_target("location")),
+    }
+}
+
+/// Gives back every allocation `owner` holds.
+pub fn release_all(tx: &mut WriteTx<'_>, owner: &str, change: Change<'_>) -> Result<(), ArmError> {
+    for allocation in tx.allocations_of_owner(owner)? {
+        tx.allocation_release(allocation.id(), change).map_err(store_error)?;
+    }
+    Ok(())
+}
+
+/// A store error, with the allocator's refusals as 400/409s.
+pub fn store_error(error: StoreError) -> ArmError {
+    match error {
+        StoreError::Ipam(error) => ipam_error(&error),
+        StoreError::Constraint { .. } => ArmError::new(
+            StatusCode::CONFLICT,
+            "AnotherOperationInProgress",
+            "Another operation on this resource or pool is in progress; retry the request.",
+        ),
+        other => other.into(),
+    }
+}
+
+/// The allocator's refusal as an ARM error.
+pub fn ipam_error(error: &IpamError) -> ArmError {
+    let (status, code) = match error {
+        IpamError::InvalidPrefix { .. } => (StatusCode::BAD_REQUEST, "InvalidAddressPrefixFormat"),
+        IpamError::InvalidCount { .. } | IpamError::InvalidLength { .. } => {
+            (StatusCode::BAD_REQUEST, "InvalidNumberOfIpAddresses")
+        }
+        IpamError::NoPrefixes => (StatusCode::BAD_REQUEST, "IpamPoolAddressPrefixesRequired"),
+        IpamError::MixedFamilies { .. } | IpamError::WrongFamily { .. } => {
+            (StatusCode::BAD_REQUEST, "IpamPoolAddressFamilyMismatch")
+        }
+        IpamError::OverlappingPrefixes { .. } => {
+            (StatusCode::BAD_REQUEST, "OverlappingAddressPrefixes")
+        }
+        IpamError::OutsidePool { .. } => (StatusCode::BAD_REQUEST, "AddressPrefixNotInPool"),
+        IpamError::NotFree { .. } => (StatusCode::CONFLICT, "AddressPrefixNotAvailable"),
+        IpamError::PoolExhausted { .. } => (StatusCode::CONFLICT, "IpamPoolExhausted"),
+        IpamError::PrefixInUse { .. } => (StatusCode::BAD_REQUEST, "IpamPoolAddressPrefixInUse"),
+        IpamError::TooDeep { .. } => (StatusCode::BAD_REQUEST, "IpamPoolHierarchyTooDeep"),
+        IpamError::UnknownPool { .. } => (StatusCode::NOT_FOUND, "IpamPoolNotFound"),
+        IpamError::PoolNotEmpty { .. } => (StatusCode::BAD_REQUEST, "IpamPoolNotEmpty"),
+    };
+    let mut message = error.to_string();
+    if let Some(first) = message.get(..1) {
+        message = first.to_uppercase() + &message[1..];
+    }
+    ArmError::new(status, code, format!("{message}."))
+}
+
+/// Prefixes as strings.
+pub fn prefix_strings(prefixes: &[ipam::prefix::Prefix]) -> Vec<String> {
+    prefixes.iter().map(ToString::to_string).collect()
+}
+
+/// A paged list of the documents of `kind` under `prefix` that the caller may read
+/// (`read_action` at each one's id): `{value, nextLink}`. `top` is the page size asked for.
+pub async fn paged_list<F>(
+    ctx: &Ctx,
+    kind: &'static str,
+    prefix: &str,
+    read_action: &str,
+    top: usize,
+    serve: F,
+) -> Result<axum::response::Response, ArmError>
+where
+    F: Fn(&mut ReadTx<'_>, &Doc) -> Result<Value, StoreError> + Send + 'static,
+{
+    let (prefix, after) = (prefix.to_owned(), ctx.skip_token().map(str::to_owned));
+    let (principal, action) = (ctx.caller.object_id().to_owned(), read_action.to_owned());
+    let (value, last) = ctx
+        .arm
+        .identity()
+        .store()
+        .read(move |tx| {
+            let page = list(tx, kind, &prefix, after.as_deref(), top)?;
+            let assignments = tx.role_assignments_for_principal(&principal)?;
+            let last = (page.len() == top)
+                .then(|| page.last().map(|doc| doc.id.to_ascii_lowercase()))
+                .flatten();
+            let mut value = Vec::new();
+            for doc in page.iter().filter(|doc| crate::rbac::allows(&assignments, &action, &doc.id))
+            {
+                value.push(serve(tx, doc)?);
+            }
+            Ok::<_, StoreError>((value, last))
+        })
+        .await?;
+    let mut body = json!({ "value": value });
+    if let Some(last) = last {
+        body["nextLink"] = json!(ctx.next_link(&last, top));
+    }
+    Ok(crate::error::json(StatusCode::OK, &body))
+}

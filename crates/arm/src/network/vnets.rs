@@ -1,0 +1,913 @@
+//! Virtual networks and their subnets, with address space either static (`addressPrefixes`) or
+//! allocated from IPAM pools (`ipamPoolPrefixAllocations`, CONTRACT 3.6 and 5.2).
+//!
+//! A VNet PUT is checked (RBAC on the VNet; linked authorization and manager scope for each pool
+//! whose allocation it creates, grows or releases), then applied in one transaction that
+//! serialises writes to the same VNet: allocations are taken, grown or released in the pools'
+//! allocator, subnets are carved from the VNet's space, and the document is written. A subnet
+//! PUT or DELETE rewrites its VNet through the same path.
+
+use std::collections::BTreeMap;
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use ipam::count::AddressCount;
+use ipam::plan::Placement;
+use ipam::prefix::{Family, Prefix};
+use ipam::request::Request;
+use ipam::tree::{PoolSpec, PoolTree, TreeConfig};
+use ipam::usage::Holder;
+use serde_json::{Value, json};
+use store::WriteTx;
+use store::error::StoreError;
+use store::pool::{Change, Owner};
+use store::resource::Precondition;
+
+use super::docs::{self, Doc, POOL_TYPE, VNET_TYPE};
+use super::linked;
+use crate::error::{ArmError, json};
+use crate::operation::{self, Operation};
+use crate::path::ResourceRef;
+use crate::request::{Ctx, invalid_field, opt_array, opt_str, opt_strings};
+
+const SUBNET_TYPE: &str = "Microsoft.Network/virtualNetworks/subnets";
+
+/// One `ipamPoolPrefixAllocations` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolAsk {
+    /// The pool id as the client wrote it.
+    pool_id: String,
+    count_text: String,
+    count: AddressCount,
+}
+
+impl PoolAsk {
+    fn key(&self) -> String {
+        self.pool_id.trim_end_matches('/').to_ascii_lowercase()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SubnetSpec {
+    name: String,
+    prefixes: Vec<Prefix>,
+    asks: Vec<PoolAsk>,
+}
+
+#[derive(Debug, Clone)]
+struct VnetSpec {
+    location: String,
+    tags: Value,
+    prefixes: Vec<Prefix>,
+    asks: Vec<PoolAsk>,
+    subnets: Vec<SubnetSpec>,
+    flags: Value,
+}
+
+fn parse_prefixes(texts: &[String], path: &str) -> Result<Vec<Prefix>, ArmError> {
+    let prefixes = texts
+        .iter()
+        .enumerate()
+        .map(|(at, text)| {
+            Prefix::parse(text)
+                .map_err(|error| docs::ipam_error(&error).with_target(format!("{path}[{at}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (at, prefix) in prefixes.iter().enumerate() {
+        if let Some(other) = prefixes[..at].iter().find(|other| other.overlaps(prefix)) {
+            return Err(ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "NetcfgInvalidAddressPrefix",
+                format!("The address prefixes {other} and {prefix} in '{path}' overlap."),
+            )
+            .with_target(path));
+        }
+    }
+    Ok(prefixes)
+}
+
+fn parse_asks(body: &Value, path: &str) -> Result<Vec<PoolAsk>, ArmError> {
+    let Some(items) = opt_array(body, path)? else { return Ok(Vec::new()) };
+    let mut asks: Vec<PoolAsk> = Vec::new();
+    for (at, item) in items.iter().enumerate() {
+        let here = format!("{path}[{at}]");
+        let pool_id = opt_str(item, "pool.id")?
+            .or(opt_str(item, "id")?)
+            .ok_or_else(|| invalid_field(&format!("{here}.pool.id"), "is required"))?;
+        let count_text = match item.get("numberOfIpAddresses") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Number(_)) => {
+                return Err(invalid_field(
+                    &format!("{here}.numberOfIpAddresses"),
+                    "must be a string, e.g. \"256\"",
+                ));
+            }
+            _ => return Err(invalid_field(&format!("{here}.numberOfIpAddresses"), "is required")),
+        };
+        let count = ipam::request::parse_count(&count_text).map_err(|error| {
+            docs::ipam_error(&error).with_target(format!("{here}.numberOfIpAddresses"))
+        })?;
+        let ask = PoolAsk { pool_id: pool_id.trim_end_matches('/').to_owned(), count_text, count };
+        if asks.iter().any(|other| other.key() == ask.key()) {
+            return Err(ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "CannotHaveDuplicatePoolIds",
+                format!("The pool '{}' appears more than once in '{path}'.", ask.pool_id),
+            )
+            .with_target(here));
+        }
+        asks.push(ask);
+    }
+    Ok(asks)
+}
+
+/// The allocated prefixes a document shows for its pools (what a client echoes back).
+fn allocated_in(doc_properties: &Value, path: &str) -> Vec<Prefix> {
+    let mut prefixes: Vec<Prefix> = doc_properties
+        .pointer(path)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .flat_map(|item| {
+                    item["allocatedAddressPrefixes"].as_array().cloned().unwrap_or_default()
+                })
+                .filter_map(|text| text.as_str().and_then(|text| Prefix::parse(text).ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    prefixes.sort();
+    prefixes
+}
+
+/// Static prefixes next to pool allocations are allowed only when they are what the resource
+/// already holds from its pools (a client echoing a GET back).
+fn check_mix(
+    prefixes: &[Prefix],
+    asks: &[PoolAsk],
+    echo: &[Prefix],
+    path: &str,
+) -> Result<(), ArmError> {
+    let mut sorted = prefixes.to_vec();
+    sorted.sort();
+    if asks.is_empty() || prefixes.is_empty() || sorted == echo {
+        return Ok(());
+    }
+    Err(ArmError::new(
+        StatusCode::BAD_REQUEST,
+        "CannotMixAddressPrefixAndPoolInPayload",
+        format!(
+            "'{path}' gives both address prefixes and IPAM pool allocations; give one or the other."
+        ),
+    ))
+}
+
+fn parse_subnet(item: &Value, at: usize, existing: Option<&Value>) -> Result<SubnetSpec, ArmError> {
+    let here = format!("properties.subnets[{at}]");
+    let name = opt_str(item, "name")?
+        .ok_or_else(|| invalid_field(&format!("{here}.name"), "is required"))?;
+    let mut texts = opt_strings(item, "properties.addressPrefixes")?.unwrap_or_default();
+    if let Some(single) = opt_str(item, "properties.addressPrefix")?
+        && !texts.iter().any(|text| text == single)
+    {
+        texts.push(single.to_owned());
+    }
+    let prefixes = parse_prefixes(&texts, &format!("{here}.properties.addressPrefixes"))?;
+    let asks = parse_asks(item, "properties.ipamPoolPrefixAllocations")
+        .map_err(|error| retarget(error, &here))?;
+    let echo = existing
+        .map(|subnet| allocated_in(subnet, "/properties/ipamPoolPrefixAllocations"))
+        .unwrap_or_default();
+    check_mix(&prefixes, &asks, &echo, &here)?;
+    let prefixes = if asks.is_empty() { prefixes } else { Vec::new() };
+    Ok(SubnetSpec { name: name.to_owned(), prefixes, asks })
+}
+
+fn retarget(mut error: ArmError, prefix: &str) -> ArmError {
+    if let Some(target) = &error.target {
+        error.target = Some(format!("{prefix}.{target}"));
+    }
+    error
+}
+
+fn parse_vnet(body: &Value, existing: Option<&Doc>) -> Result<VnetSpec, ArmError> {
+    let location = docs::location(body, existing)?;
+    let tags = docs::tags(body, existing)?;
+    if body.pointer("/properties/addressSpace").is_none_or(Value::is_null) {
+        return Err(invalid_field("properties.addressSpace", "is required"));
+    }
+    let texts = opt_strings(body, "properties.addressSpace.addressPrefixes")?.unwrap_or_default();
+    let prefixes = parse_prefixes(&texts, "properties.addressSpace.addressPrefixes")?;
+    let asks = parse_asks(body, "properties.addressSpace.ipamPoolPrefixAllocations")?;
+    let echo = existing
+        .map(|doc| allocated_in(&doc.body, "/properties/addressSpace/ipamPoolPrefixAllocations"))
+        .unwrap_or_default();
+    check_mix(&prefixes, &asks, &echo, "properties.addressSpace")?;
+    if asks.is_empty() && prefixes.is_empty() {
+        return Err(invalid_field(
+            "properties.addressSpace",
+            "must give addressPrefixes or ipamPoolPrefixAllocations",
+        ));
+    }
+    let prefixes = if asks.is_empty() { prefixes } else { Vec::new() };
+    let existing_subnets = existing
+        .and_then(|doc| doc.body["properties"]["subnets"].as_array().cloned())
+        .unwrap_or_default();
+    let mut subnets: Vec<SubnetSpec> = Vec::new();
+    for (at, item) in
+        opt_array(body, "properties.subnets")?.cloned().unwrap_or_default().iter().enumerate()
+    {
+        let name = item["name"].as_str().unwrap_or_default();
+        let old = existing_subnets
+            .iter()
+            .find(|subnet| subnet["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+        let subnet = parse_subnet(item, at, old)?;
+        if subnets.iter().any(|other| other.name.eq_ignore_ascii_case(&subnet.name)) {
+            return Err(invalid_field(
+                &format!("properties.subnets[{at}].name"),
+                "repeats another subnet's name",
+            ));
+        }
+        subnets.push(subnet);
+    }
+    let mut flags = json!({});
+    for flag in ["enableDdosProtection", "enableVmProtection"] {
+        flags[flag] = match body["properties"].get(flag) {
+            None | Some(Value::Null) => json!(false),
+            Some(Value::Bool(value)) => json!(value),
+            Some(_) => {
+                return Err(invalid_field(&format!("properties.{flag}"), "must be a boolean"));
+            }
+        };
+    }
+    Ok(VnetSpec { location, tags, prefixes, asks, subnets, flags })
+}
+
+/// The pools a document allocates from, with the count asked of each (lower-cased id → count).
+fn asks_of(doc_allocations: Option<&Value>) -> BTreeMap<String, String> {
+    doc_allocations
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    Some((
+                        item["pool"]["id"].as_str()?.to_ascii_lowercase(),
+                        item["numberOfIpAddresses"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pools whose use changes: (pools to associate or grow, pools to release), lower-cased ids,
+/// with their ids as written.
+fn changes(spec: &VnetSpec, existing: Option<&Doc>) -> (Vec<String>, Vec<String>) {
+    let old =
+        asks_of(existing.and_then(|doc| {
+            doc.body.pointer("/properties/addressSpace/ipamPoolPrefixAllocations")
+        }));
+    let old_subnets: BTreeMap<String, BTreeMap<String, String>> = existing
+        .and_then(|doc| doc.body["properties"]["subnets"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|subnet| {
+            (
+                subnet["name"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                asks_of(subnet.pointer("/properties/ipamPoolPrefixAllocations")),
+            )
+        })
+        .collect();
+    let mut associate: Vec<String> = Vec::new();
+    for ask in &spec.asks {
+        if old.get(&ask.key()) != Some(&ask.count_text) {
+            associate.push(ask.pool_id.clone());
+        }
+    }
+    for subnet in &spec.subnets {
+        let before =
+            old_subnets.get(&subnet.name.to_ascii_lowercase()).cloned().unwrap_or_default();
+        for ask in &subnet.asks {
+            let known = associate.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id));
+            if before.get(&ask.key()) != Some(&ask.count_text) && !known {
+                associate.push(ask.pool_id.clone());
+            }
+        }
+    }
+    let release =
+        old.keys().filter(|key| !spec.asks.iter().any(|ask| ask.key() == **key)).cloned().collect();
+    (associate, release)
+}
+
+/// The VNet id of a path, in the casing of its resource group and the VNet's creation.
+async fn vnet_id(ctx: &Ctx, reference: &ResourceRef) -> Result<String, ArmError> {
+    let group = reference.resource_group.as_deref().unwrap_or_default();
+    let group = crate::groups::require(ctx, &reference.subscription, group).await?;
+    let id = format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/{}",
+        group["id"].as_str().unwrap_or_default(),
+        reference.names()[0]
+    );
+    Ok(docs::load(ctx, VNET_TYPE, &id).await?.map_or(id, |doc| doc.id))
+}
+
+pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
+    ctx.api_version(&super::API_VERSIONS)?;
+    if ctx.method != Method::GET {
+        return Err(crate::dispatch::method_not_allowed(ctx));
+    }
+    let top = ctx.top(1000, 1000)?;
+    let prefix = match &reference.resource_group {
+        Some(_) => {
+            format!("{}/providers/Microsoft.Network/virtualNetworks/", reference.parent_scope())
+        }
+        None => format!("/subscriptions/{}/", reference.subscription),
+    };
+    docs::paged_list(
+        ctx,
+        VNET_TYPE,
+        &prefix,
+        "Microsoft.Network/virtualNetworks/read",
+        top,
+        |_, doc| Ok(doc.served()),
+    )
+    .await
+}
+
+pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
+    ctx.api_version(&super::API_VERSIONS)?;
+    let id = vnet_id(ctx, reference).await?;
+    ctx.authorize(&super::action(&["virtualNetworks"], &ctx.method), &id).await?;
+    match ctx.method {
+        Method::GET => {
+            let doc = docs::load(ctx, VNET_TYPE, &id).await?;
+            Ok(json(StatusCode::OK, &doc.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?.served()))
+        }
+        Method::PUT => {
+            let body = ctx.json_body()?;
+            let (doc, created) = write(ctx, &id, &body).await?;
+            respond_async(
+                ctx,
+                &doc,
+                if created { StatusCode::CREATED } else { StatusCode::OK },
+                &doc.served(),
+            )
+            .await
+        }
+        Method::PATCH => {
+            let body = ctx.json_body()?;
+            let existing = docs::load(ctx, VNET_TYPE, &id)
+                .await?
+                .ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
+            let mut document = existing.body.clone();
+            document["tags"] = docs::tags(&body, Some(&existing))?;
+            let (tenant, now, precondition) =
+                (ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
+            let (doc, _) = ctx
+                .arm
+                .identity()
+                .store()
+                .write(move |tx| docs::put(tx, VNET_TYPE, &tenant, &document, &precondition, now))
+                .await?;
+            Ok(json(StatusCode::OK, &doc.served()))
+        }
+        Method::DELETE => delete(ctx, &id).await,
+        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+    }
+}
+
+/// A 200/201 with `Azure-AsyncOperation` naming the (finished) operation, as the az CLI polls.
+async fn respond_async(
+    ctx: &Ctx,
+    doc: &Doc,
+    status: StatusCode,
+    body: &Value,
+) -> Result<Response, ArmError> {
+    let operation = Operation {
+        id: Operation::new_id(),
+        status: "Succeeded",
+        error: None,
+        final_status: StatusCode::OK,
+        final_body: None,
+    };
+    let subscription = docs::subscription_of(&doc.id);
+    operation::record(ctx, &subscription, &operation).await?;
+    let url = format!(
+        "{}/subscriptions/{subscription}/providers/Microsoft.Network/locations/{}/operations/{}?api-version={}",
+        ctx.arm.identity().origin(),
+        doc.body["location"].as_str().unwrap_or("global"),
+        operation.id,
+        ctx.query.get("api-version").map_or("", String::as_str)
+    );
+    let response = operation::with_header(json(status, body), "azure-asyncoperation", &url);
+    Ok(operation::with_header(response, "retry-after", "1"))
+}
+
+async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
+    // Auxiliary tokens, when sent, must be valid; releasing one's own VNet needs no linked
+    // permission (docs/network.md).
+    linked::auxiliary(ctx).await?;
+    let Some(existing) = docs::load(ctx, VNET_TYPE, id).await? else {
+        return Ok(operation::empty(StatusCode::NO_CONTENT));
+    };
+    let (lookup, now, precondition, request_id) =
+        (existing.id.clone(), ctx.now, ctx.precondition(), ctx.ids.request_id.clone());
+    ctx.arm
+        .identity()
+        .store()
+        .write(move |tx| {
+            tx.serialize_on(&lookup)?;
+            docs::release_all(tx, &lookup, Change { now, request_id: &request_id })?;
+            tx.resource_delete(&lookup, &precondition)
+                .map_err(crate::error::precondition_failed)?;
+            Ok::<_, ArmError>(())
+        })
+        .await?;
+    let operation = Operation {
+        id: Operation::new_id(),
+        status: "Succeeded",
+        error: None,
+        final_status: StatusCode::NO_CONTENT,
+        final_body: None,
+    };
+    let subscription = docs::subscription_of(&existing.id);
+    operation::record(ctx, &subscription, &operation).await?;
+    let base = format!(
+        "{}/subscriptions/{subscription}/providers/Microsoft.Network/locations/{}",
+        ctx.arm.identity().origin(),
+        existing.body["location"].as_str().unwrap_or("global")
+    );
+    let version = ctx.query.get("api-version").map_or("", String::as_str);
+    let mut response = operation::empty(StatusCode::ACCEPTED);
+    response = operation::with_header(
+        response,
+        "azure-asyncoperation",
+        &format!("{base}/operations/{}?api-version={version}", operation.id),
+    );
+    response = operation::with_header(
+        response,
+        "location",
+        &format!("{base}/operationResults/{}?api-version={version}", operation.id),
+    );
+    Ok(operation::with_header(response, "retry-after", "1"))
+}
+
+/// What the checks before the transaction found out about a pool.
+struct PoolFacts {
+    family: Family,
+}
+
+/// Checks a VNet PUT body and applies it. Returns the stored document and whether it was created.
+async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool), ArmError> {
+    let name = id.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() || name.len() > 64 {
+        return Err(invalid_field("name", "must be 1 to 64 characters"));
+    }
+    let existing = docs::load(ctx, VNET_TYPE, id).await?;
+    let spec = parse_vnet(body, existing.as_ref())?;
+    let auxiliary = linked::auxiliary(ctx).await?;
+    let (associate, release) = changes(&spec, existing.as_ref());
+    let primary_action = "Microsoft.Network/virtualNetworks/write";
+    for (pools, action) in [(&associate, linked::ASSOCIATE), (&release, linked::DISASSOCIATE)] {
+        for pool_id in pools {
+            let tenant = pool_tenant(ctx, pool_id).await?;
+            linked::authorize(ctx, &auxiliary, primary_action, id, action, pool_id, &tenant)
+                .await?;
+        }
+    }
+    // Every pool asked of must exist, be in a manager whose scope holds this VNet's
+    // subscription (for new or grown allocations), and no two may share an IP family.
+    let (vnet_subscription, vnet_tenant) =
+        (docs::subscription_of(id), ctx.caller.tenant_id().to_owned());
+    let (asks, touched) = (spec.asks.clone(), associate.clone());
+    let facts = ctx
+        .arm
+        .identity()
+        .store()
+        .read(move |tx| {
+            let mut facts = Vec::new();
+            for ask in &asks {
+                let Some(pool) = docs::get(tx, POOL_TYPE, &ask.pool_id)? else { return Ok(Err(pool_not_found(&ask.pool_id))) };
+                let Some(record) = super::pools::record(tx, &pool.id)? else { return Ok(Err(pool_not_found(&ask.pool_id))) };
+                if touched.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id)) {
+                    let manager_id = &pool.id[..pool.id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool.id.len())];
+                    let manager = docs::get(tx, super::MANAGER_TYPE, manager_id)?;
+                    let in_scope = match &manager {
+                        Some(manager) => super::managers::in_scope(tx, manager, &vnet_subscription, &vnet_tenant)?,
+                        None => false,
+                    };
+                    if !in_scope {
+                        return Ok(Err(ArmError::new(
+                            StatusCode::FORBIDDEN,
+                            "SubscriptionNotInNetworkManagerScope",
+                            format!(
+                                "The subscription '{vnet_subscription}' is not in the scope of network manager '{manager_id}', which owns pool '{}'. Add the subscription to the manager's scopes, or connect it: a scope connection under the manager and a network manager connection in the subscription.",
+                                pool.id
+                            ),
+                        )));
+                    }
+                }
+                facts.push(PoolFacts { family: record.family() });
+            }
+            Ok::<_, StoreError>(Ok(facts))
+        })
+        .await??;
+    for (at, fact) in facts.iter().enumerate() {
+        if facts[..at].iter().any(|other| other.family == fact.family) {
+            return Err(ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "OnlyOneAssociationOfEachIpTypeAllowed",
+                format!(
+                    "Only one association of each IP type is allowed: two pools of this virtual network are {}.",
+                    fact.family.arm_name()
+                ),
+            ));
+        }
+    }
+    let (tenant, now, precondition, request_id) = (
+        ctx.caller.tenant_id().to_owned(),
+        ctx.now,
+        ctx.precondition(),
+        ctx.ids.request_id.clone(),
+    );
+    let id = id.to_owned();
+    ctx.arm
+        .identity()
+        .store()
+        .write(move |tx| {
+            apply(tx, &id, &spec, &tenant, &precondition, Change { now, request_id: &request_id })
+        })
+        .await
+}
+
+async fn pool_tenant(ctx: &Ctx, pool_id: &str) -> Result<String, ArmError> {
+    let subscription = docs::subscription_of(pool_id);
+    let record =
+        ctx.arm.identity().store().read(move |tx| tx.subscription_get(&subscription)).await?;
+    record.map(|record| record.tenant_id).ok_or_else(|| pool_not_found(pool_id))
+}
+
+fn pool_not_found(pool_id: &str) -> ArmError {
+    ArmError::new(
+        StatusCode::BAD_REQUEST,
+        "IpamPoolNotFound",
+        format!(
+            "Ipam API call failed with status NotFound with error message Pool with ARM ID {pool_id} not found., please check the parameters and retry."
+        ),
+    )
+}
+
+/// The sum of the blocks a count becomes in a family (the count rounded up to whole blocks).
+fn rounded(family: Family, count: AddressCount) -> Result<AddressCount, ArmError> {
+    let lens =
+        ipam::request::blocks_for_count(family, count).map_err(|error| docs::ipam_error(&error))?;
+    let blocks: Vec<Prefix> = lens.iter().filter_map(|len| Prefix::new(family, 0, *len)).collect();
+    Ok(blocks.iter().fold(AddressCount::ZERO, |sum, block| sum.add_disjoint(block.size())))
+}
+
+/// The transaction of a VNet PUT.
+fn apply(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+    spec: &VnetSpec,
+    tenant: &str,
+    precondition: &Precondition,
+    change: Change<'_>,
+) -> Result<(Doc, bool), ArmError> {
+    tx.serialize_on(id)?;
+    let existing = docs::get(tx, VNET_TYPE, id)?;
+    let held = tx.allocations_of_owner(id)?;
+    let mut blocks_by_pool: BTreeMap<String, Vec<Prefix>> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for ask in &spec.asks {
+        let record =
+            super::pools::record(tx, &ask.pool_id)?.ok_or_else(|| pool_not_found(&ask.pool_id))?;
+        let mine: Vec<_> = held.iter().filter(|a| a.pool() == record.id()).collect();
+        let have = mine
+            .iter()
+            .flat_map(|a| a.blocks())
+            .fold(AddressCount::ZERO, |sum, b| sum.add_disjoint(b.size()));
+        let want = rounded(record.family(), ask.count)?;
+        let owner = Owner { id, tenant };
+        if want > have {
+            let more = want.sub_contained(have);
+            tx.pool_allocate(record.id(), &Request::Count(more), Holder::Resource, owner, change)
+                .map_err(docs::store_error)?;
+        } else if want < have {
+            return Err(ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "IpamAllocationCannotBeDecreased",
+                format!(
+                    "The virtual network holds {have} addresses from pool '{}'; numberOfIpAddresses '{}' would decrease it, which is not allowed. Release the allocation and allocate again instead.",
+                    ask.pool_id, ask.count_text
+                ),
+            ));
+        }
+        kept.push(record.id());
+        let now_held: Vec<Prefix> = tx
+            .allocations_of_owner(id)?
+            .iter()
+            .filter(|a| a.pool() == record.id())
+            .flat_map(|a| a.blocks().to_vec())
+            .collect();
+        blocks_by_pool.insert(ask.key(), now_held);
+    }
+    for allocation in held.iter().filter(|a| !kept.contains(&a.pool())) {
+        tx.allocation_release(allocation.id(), change).map_err(docs::store_error)?;
+    }
+    let mut vnet_prefixes: Vec<Prefix> = if spec.asks.is_empty() {
+        spec.prefixes.clone()
+    } else {
+        blocks_by_pool.values().flatten().copied().collect()
+    };
+    vnet_prefixes.sort();
+    let subnets = carve_subnets(id, spec, &vnet_prefixes, &blocks_by_pool, existing.as_ref())?;
+    let allocations: Vec<Value> = spec
+        .asks
+        .iter()
+        .map(|ask| {
+            let mut blocks = blocks_by_pool.get(&ask.key()).cloned().unwrap_or_default();
+            blocks.sort();
+            json!({"numberOfIpAddresses": ask.count_text, "pool": {"id": ask.pool_id}, "allocatedAddressPrefixes": docs::prefix_strings(&blocks)})
+        })
+        .collect();
+    let guid = existing
+        .as_ref()
+        .and_then(|doc| doc.body["properties"]["resourceGuid"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut properties = json!({
+        "addressSpace": {"addressPrefixes": docs::prefix_strings(&vnet_prefixes)},
+        "subnets": subnets,
+        "virtualNetworkPeerings": [],
+        "provisioningState": "Succeeded",
+        "resourceGuid": guid,
+    });
+    if !allocations.is_empty() {
+        properties["addressSpace"]["ipamPoolPrefixAllocations"] = json!(allocations);
+    }
+    for (flag, value) in spec.flags.as_object().into_iter().flatten() {
+        properties[flag] = value.clone();
+    }
+    let document = json!({
+        "id": id,
+        "name": id.rsplit('/').next().unwrap_or_default(),
+        "type": VNET_TYPE,
+        "location": spec.location,
+        "tags": spec.tags,
+        "properties": properties,
+    });
+    docs::put(tx, VNET_TYPE, tenant, &document, precondition, change.now)
+}
+
+/// A subnet's space from one pool (lower-cased pool id), or its static space (`None`).
+type Carved = (Option<String>, Vec<Prefix>);
+
+/// The subnets of a VNet: static ones inside its space, pool ones carved from the space the VNet
+/// holds from that pool (kept when their ask is unchanged), none overlapping another.
+fn carve_subnets(
+    vnet_id: &str,
+    spec: &VnetSpec,
+    vnet_prefixes: &[Prefix],
+    blocks_by_pool: &BTreeMap<String, Vec<Prefix>>,
+    existing: Option<&Doc>,
+) -> Result<Vec<Value>, ArmError> {
+    let old_subnets = existing
+        .and_then(|doc| doc.body["properties"]["subnets"].as_array().cloned())
+        .unwrap_or_default();
+    // First the space that is decided: static prefixes and unchanged pool allocations.
+    let mut decided: Vec<Option<Vec<Carved>>> = Vec::new();
+    for subnet in &spec.subnets {
+        for prefix in &subnet.prefixes {
+            if !vnet_prefixes.iter().any(|space| space.contains(prefix)) {
+                return Err(ArmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "NetcfgSubnetRangeOutsideVnet",
+                    format!(
+                        "Subnet '{}' has address prefix {prefix}, which is outside the virtual network's address space.",
+                        subnet.name
+                    ),
+                ));
+            }
+        }
+        for ask in &subnet.asks {
+            if !blocks_by_pool.contains_key(&ask.key()) {
+                let code = if spec.asks.is_empty() {
+                    "SubnetsCannotReferToPoolsIfVnetDoeNot"
+                } else {
+                    "SubnetPoolsMustBeSubsetOfVnetPools"
+                };
+                return Err(ArmError::new(
+                    StatusCode::BAD_REQUEST,
+                    code,
+                    format!(
+                        "Subnet '{}' uses pool '{}', which its virtual network does not use.",
+                        subnet.name, ask.pool_id
+                    ),
+                ));
+            }
+        }
+        let old = old_subnets
+            .iter()
+            .find(|old| old["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&subnet.name)));
+        let unchanged = old.is_some_and(|old| {
+            asks_of(old.pointer("/properties/ipamPoolPrefixAllocations"))
+                == subnet
+                    .asks
+                    .iter()
+                    .map(|ask| (ask.key(), ask.count_text.clone()))
+                    .collect::<BTreeMap<_, _>>()
+        });
+        if subnet.asks.is_empty() {
+            decided.push(Some(vec![(None, subnet.prefixes.clone())]));
+        } else if let (true, Some(old)) = (unchanged, old) {
+            let mut parts = Vec::new();
+            for item in old
+                .pointer("/properties/ipamPoolPrefixAllocations")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let key = item["pool"]["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+                let prefixes: Vec<Prefix> = item["allocatedAddressPrefixes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| t.as_str().and_then(|t| Prefix::parse(t).ok()))
+                    .collect();
+                let inside = blocks_by_pool.get(&key).is_some_and(|space| {
+                    prefixes.iter().all(|p| space.iter().any(|s| s.contains(p)))
+                });
+                if !inside {
+                    parts.clear();
+                    break;
+                }
+                parts.push((Some(key), prefixes));
+            }
+            decided.push((!parts.is_empty()).then_some(parts));
+        } else {
+            decided.push(None);
+        }
+    }
+    let mut taken: Vec<Prefix> =
+        decided.iter().flatten().flatten().flat_map(|(_, prefixes)| prefixes.clone()).collect();
+    for (at, prefix) in taken.iter().enumerate() {
+        if let Some(other) = taken[..at].iter().find(|other| other.overlaps(prefix)) {
+            return Err(ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "NetcfgSubnetRangesOverlap",
+                format!("Subnet address prefixes {other} and {prefix} overlap."),
+            ));
+        }
+    }
+    // Then carve the rest, each from the VNet's space of its pool minus everything taken.
+    let mut result = Vec::new();
+    for (subnet, decided) in spec.subnets.iter().zip(decided) {
+        let parts = match decided {
+            Some(parts) => parts,
+            None => {
+                let mut parts = Vec::new();
+                for ask in &subnet.asks {
+                    let space = blocks_by_pool.get(&ask.key()).cloned().unwrap_or_default();
+                    let blocks = carve(
+                        &format!("{}'s space from pool {}", subnet.name, ask.pool_id),
+                        &space,
+                        &taken,
+                        ask.count,
+                    )?;
+                    taken.extend_from_slice(&blocks);
+                    parts.push((Some(ask.key()), blocks));
+                }
+                parts
+            }
+        };
+        let mut prefixes: Vec<Prefix> = parts.iter().flat_map(|(_, p)| p.clone()).collect();
+        prefixes.sort();
+        let mut properties = json!({"provisioningState": "Succeeded"});
+        if prefixes.len() == 1 {
+            properties["addressPrefix"] = json!(prefixes[0].to_string());
+        } else {
+            properties["addressPrefixes"] = json!(docs::prefix_strings(&prefixes));
+        }
+        if !subnet.asks.is_empty() {
+            let allocations: Vec<Value> = subnet
+                .asks
+                .iter()
+                .map(|ask| {
+                    let blocks = parts.iter().find(|(key, _)| key.as_deref() == Some(ask.key().as_str())).map(|(_, b)| b.clone()).unwrap_or_default();
+                    json!({"numberOfIpAddresses": ask.count_text, "pool": {"id": ask.pool_id}, "allocatedAddressPrefixes": docs::prefix_strings(&blocks)})
+                })
+                .collect();
+            properties["ipamPoolPrefixAllocations"] = json!(allocations);
+        }
+        result.push(json!({
+            "id": format!("{vnet_id}/subnets/{}", subnet.name),
+            "name": subnet.name,
+            "type": SUBNET_TYPE,
+            "properties": properties,
+        }));
+    }
+    Ok(result)
+}
+
+/// Carves `count` addresses from `space` avoiding `taken`, with the allocator's rules.
+fn carve(
+    name: &str,
+    space: &[Prefix],
+    taken: &[Prefix],
+    count: AddressCount,
+) -> Result<Vec<Prefix>, ArmError> {
+    let mut tree = PoolTree::new(TreeConfig::default());
+    let pool = tree
+        .create_pool(PoolSpec {
+            name: name.to_owned(),
+            parent: None,
+            prefixes: space.to_vec(),
+            placement: Placement::BestFit,
+        })
+        .map_err(|error| docs::ipam_error(&error))?;
+    let mut holds = Vec::new();
+    for prefix in taken.iter().filter(|prefix| space.iter().any(|s| s.contains(prefix))) {
+        holds.push(
+            tree.allocate(pool, &Request::Prefix(*prefix), Holder::Resource)
+                .map_err(|error| docs::ipam_error(&error))?,
+        );
+    }
+    let carved = tree
+        .allocate(pool, &Request::Count(count), Holder::Resource)
+        .map_err(|error| docs::ipam_error(&error))?;
+    Ok(carved.blocks().to_vec())
+}
+
+pub async fn subnet_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
+    ctx.api_version(&super::API_VERSIONS)?;
+    let id = vnet_id(ctx, reference).await?;
+    ctx.authorize("Microsoft.Network/virtualNetworks/subnets/read", &id).await?;
+    let doc =
+        docs::load(ctx, VNET_TYPE, &id).await?.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
+    let value = doc.body["properties"]["subnets"].clone();
+    Ok(json(StatusCode::OK, &json!({ "value": if value.is_array() { value } else { json!([]) } })))
+}
+
+pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
+    ctx.api_version(&super::API_VERSIONS)?;
+    let id = vnet_id(ctx, reference).await?;
+    let name = reference.names()[1].to_owned();
+    let subnet_id = format!("{id}/subnets/{name}");
+    ctx.authorize(&super::action(&["virtualNetworks", "subnets"], &ctx.method), &subnet_id).await?;
+    let doc =
+        docs::load(ctx, VNET_TYPE, &id).await?.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
+    let subnets = doc.body["properties"]["subnets"].as_array().cloned().unwrap_or_default();
+    let at = subnets
+        .iter()
+        .position(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)));
+    let not_found = || {
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("Resource '{subnet_id}' not found."),
+        )
+    };
+    match ctx.method {
+        Method::GET => Ok(json(StatusCode::OK, &subnets[at.ok_or_else(not_found)?])),
+        Method::PUT | Method::DELETE => {
+            let mut body = doc.served();
+            let mut list = subnets.clone();
+            let created = at.is_none();
+            if ctx.method == Method::PUT {
+                let given = ctx.json_body()?;
+                let entry = json!({"name": at.map_or(name.clone(), |at| subnets[at]["name"].as_str().unwrap_or_default().to_owned()), "properties": given["properties"].clone()});
+                match at {
+                    Some(at) => list[at] = entry,
+                    None => list.push(entry),
+                }
+            } else if let Some(at) = at {
+                list.remove(at);
+            } else {
+                return Ok(operation::empty(StatusCode::NO_CONTENT));
+            }
+            body["properties"]["subnets"] = json!(list);
+            let (written, _) = write(ctx, &id, &body).await?;
+            if ctx.method == Method::DELETE {
+                return Ok(operation::empty(StatusCode::OK));
+            }
+            let subnet = written.body["properties"]["subnets"]
+                .as_array()
+                .and_then(|all| {
+                    all.iter()
+                        .find(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+                        .cloned()
+                })
+                .unwrap_or(Value::Null);
+            respond_async(
+                ctx,
+                &written,
+                if created { StatusCode::CREATED } else { StatusCode::OK },
+                &subnet,
+            )
+            .await
+        }
+        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+    }
+}
