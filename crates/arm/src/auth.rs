@@ -42,6 +42,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A user acting in its tenant without a token: for requests the server makes itself (the
+    /// demo world), which then pass the same checks as a client's.
+    pub fn user(tenant_id: &str, object_id: &str, upn: &str) -> Caller {
+        Caller {
+            tenant_id: tenant_id.to_owned(),
+            object_id: object_id.to_owned(),
+            app_id: String::new(),
+            name: upn.to_owned(),
+            kind: PrincipalKind::User,
+        }
+    }
+
     pub fn tenant_id(&self) -> &str {
         &self.tenant_id
     }

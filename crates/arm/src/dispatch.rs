@@ -29,9 +29,29 @@ pub async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
     }
 }
 
+/// Runs a request as `caller` inside the server, through the same routing and checks as a
+/// client's request (the demo world is made this way).
+pub async fn call(arm: Arc<Arm>, caller: Caller, request: Request) -> Response {
+    match run_as(arm, Some(caller), request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
 async fn run(arm: Arc<Arm>, request: Request) -> Result<Response, ArmError> {
+    run_as(arm, None, request).await
+}
+
+async fn run_as(
+    arm: Arc<Arm>,
+    caller: Option<Caller>,
+    request: Request,
+) -> Result<Response, ArmError> {
     let (mut parts, body) = request.into_parts();
-    let caller = Caller::from_request_parts(&mut parts, &arm).await?;
+    let caller = match caller {
+        Some(caller) => caller,
+        None => Caller::from_request_parts(&mut parts, &arm).await?,
+    };
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .map_err(|_| crate::request::invalid_content("the query string is malformed"))?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {

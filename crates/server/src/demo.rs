@@ -1,11 +1,19 @@
 //! `serve --demo`: the seeds' world for people and tests. Tenants A and B, each with an
 //! administrator (Owner of the tenant's subscription) and a network contributor (Network
-//! Contributor on its resource group), written to `<data-dir>/demo.json` with their passwords.
-//! A later start keeps the world, adds what newer versions create, and rewrites the endpoint.
+//! Contributor on its resource group); in A a network manager with a root pool `10.0.0.0/8`, in
+//! B a virtual network with static space, and the Connected connection pair between them. All
+//! of it is written to `<data-dir>/demo.json` (with the passwords). A later start keeps the
+//! world, adds what newer versions create, and rewrites the endpoint.
+//!
+//! The network resources are made through the ARM API itself, as each tenant's administrator,
+//! so they pass the same checks as a client's requests.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
+use arm::Arm;
+use arm::auth::Caller;
 use identity::Identity;
 use identity::secret::password_hash;
 use serde_json::{Value, json};
@@ -29,6 +37,7 @@ const TENANTS: [DemoTenant; 2] = [
 /// Creates the demo world if it is not there and writes `demo.json`; returns its contents.
 pub async fn ensure(
     identity: &Identity,
+    arm: &Arc<Arm>,
     data_dir: &Path,
     origin: &str,
     ca_cert: &Path,
@@ -49,6 +58,12 @@ pub async fn ensure(
             for (field, value) in added {
                 demo["tenants"][tenant.key][field] = value;
             }
+        }
+    }
+    if !demo["tenants"]["A"]["pool_id"].is_string() {
+        let added = create_network(identity, arm, &demo).await?;
+        for (tenant, field, value) in added {
+            demo["tenants"][tenant][field] = value;
         }
     }
     demo["endpoint"] = json!(origin);
@@ -174,4 +189,102 @@ async fn create_subscription(
 fn random_password() -> String {
     let secret = identity::secret::new_client_secret().replace(['~', '-', '_'], "x");
     format!("Cp1-{}", &secret[..16])
+}
+
+/// A's network manager (scope: A's subscription) with the root pool `10.0.0.0/8` and a scope
+/// connection to B's subscription; B's connection to that manager and B's VNet with static space.
+async fn create_network(
+    identity: &Identity,
+    arm: &Arc<Arm>,
+    demo: &Value,
+) -> anyhow::Result<Vec<(&'static str, &'static str, Value)>> {
+    let field = |tenant: &str, name: &str| -> anyhow::Result<String> {
+        Ok(demo["tenants"][tenant][name]
+            .as_str()
+            .with_context(|| format!("demo.json lacks {tenant}.{name}"))?
+            .to_owned())
+    };
+    let (tenant_a, tenant_b) = (field("A", "tenant_id")?, field("B", "tenant_id")?);
+    let (subscription_a, subscription_b) =
+        (field("A", "subscription_id")?, field("B", "subscription_id")?);
+    let admin = |tenant: &'static str| -> anyhow::Result<String> {
+        Ok(demo["tenants"][tenant]["admin"]["username"]
+            .as_str()
+            .context("demo.json lacks an admin")?
+            .to_owned())
+    };
+    let caller = |tenant_id: String, upn: String| async move {
+        let lookup = upn.clone();
+        let user = identity
+            .store()
+            .read(move |tx| tx.user_by_upn(&lookup))
+            .await?
+            .with_context(|| format!("demo user {upn} is missing"))?;
+        anyhow::Ok(Caller::user(&tenant_id, &user.id, &upn))
+    };
+    let as_a = caller(tenant_a.clone(), admin("A")?).await?;
+    let as_b = caller(tenant_b.clone(), admin("B")?).await?;
+    let manager = format!(
+        "/subscriptions/{subscription_a}/resourceGroups/rg-a/providers/Microsoft.Network/networkManagers/nm"
+    );
+    let pool = format!("{manager}/ipamPools/pool");
+    let scope_connection = format!("{manager}/scopeConnections/to-b");
+    let connection = format!(
+        "/subscriptions/{subscription_b}/providers/Microsoft.Network/networkManagerConnections/from-a"
+    );
+    let vnet = format!(
+        "/subscriptions/{subscription_b}/resourceGroups/rg-b/providers/Microsoft.Network/virtualNetworks/vnet-b"
+    );
+    let steps = [
+        (
+            &as_a,
+            &manager,
+            json!({"location": "westus", "properties": {"description": "The demo network manager", "networkManagerScopes": {"subscriptions": [format!("/subscriptions/{subscription_a}")], "managementGroups": []}, "networkManagerScopeAccesses": []}}),
+        ),
+        (
+            &as_a,
+            &pool,
+            json!({"location": "westus", "properties": {"addressPrefixes": ["10.0.0.0/8"], "displayName": "Root pool", "description": "The demo root pool"}}),
+        ),
+        (
+            &as_a,
+            &scope_connection,
+            json!({"properties": {"tenantId": tenant_b, "resourceId": format!("/subscriptions/{subscription_b}"), "description": "Tenant B's subscription"}}),
+        ),
+        (
+            &as_b,
+            &connection,
+            json!({"properties": {"networkManagerId": manager, "description": "Tenant A's network manager"}}),
+        ),
+        (
+            &as_b,
+            &vnet,
+            json!({"location": "westus", "properties": {"addressSpace": {"addressPrefixes": ["192.168.0.0/24"]}}}),
+        ),
+    ];
+    for (caller, id, body) in steps {
+        let request = axum::http::Request::builder()
+            .method("PUT")
+            .uri(format!("{id}?api-version=2025-07-01"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .context("building a demo request")?;
+        let response = arm::dispatch::call(arm.clone(), caller.clone(), request).await;
+        let status = response.status();
+        if !status.is_success() {
+            let body =
+                axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+            anyhow::bail!(
+                "creating demo resource {id}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    Ok(vec![
+        ("A", "network_manager_id", json!(manager)),
+        ("A", "pool_id", json!(pool)),
+        ("A", "scope_connection_id", json!(scope_connection)),
+        ("B", "network_manager_connection_id", json!(connection)),
+        ("B", "vnet_id", json!(vnet)),
+    ])
 }

@@ -125,11 +125,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             .await
             .context("starting the identity service")?,
     );
+    let arm = Arc::new(arm::Arm::new(identity.clone()));
     let demo = match config.demo {
-        true => Some(demo::ensure(&identity, &config.data_dir, &origin, &tls.ca_cert).await?),
+        true => Some(demo::ensure(&identity, &arm, &config.data_dir, &origin, &tls.ca_cert).await?),
         false => None,
     };
-    let arm = Arc::new(arm::Arm::new(identity.clone()));
     let routes = Router::new()
         .merge(arm::router(arm))
         .merge(identity::routes::router(identity.clone()))

@@ -1,8 +1,11 @@
 //! Linked authorization (CONTRACT 4.2): a VNet in tenant B that uses a pool in tenant A needs,
-//! besides B's token in `Authorization`, a token of the same identity for A in
-//! `x-ms-authorization-auxiliary` (`Bearer t1, Bearer t2`, up to three, `,` or `;` between), and
-//! that identity must hold the linked action on the pool. Every auxiliary token given must be
-//! valid (else 401), whether or not the request needs it.
+//! besides B's token in `Authorization`, a token for A in `x-ms-authorization-auxiliary`
+//! (`Bearer t1, Bearer t2`, up to three, `,` or `;` between) whose identity holds the linked
+//! action on the pool. Every auxiliary token given must be valid (else 401), whether or not the
+//! request needs it. Taking space (associate) needs the auxiliary token of the caller's own
+//! identity; giving it back (disassociate) accepts any identity of the pool's tenant that holds
+//! the action, as in the seeds' removal step, where a user of A releases what an application
+//! of B took (docs/network.md).
 
 use axum::http::StatusCode;
 
@@ -54,24 +57,6 @@ pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
                 error.message
             ))
         })?;
-        let same = match (ctx.caller.kind(), aux.kind()) {
-            (PrincipalKind::Application, PrincipalKind::Application) => {
-                aux.app_id().eq_ignore_ascii_case(ctx.caller.app_id())
-            }
-            (PrincipalKind::User, PrincipalKind::User) => {
-                aux.name().eq_ignore_ascii_case(ctx.caller.name())
-            }
-            _ => false,
-        };
-        if !same {
-            return Err(refuse(format!(
-                "Auxiliary token {} (client '{}', tenant '{}') is not for the identity of the primary token ('{}'); all tokens must be from the same user or application.",
-                at + 1,
-                aux.name(),
-                aux.tenant_id(),
-                ctx.caller.name()
-            )));
-        }
         callers.push(aux);
     }
     Ok(callers)
@@ -79,21 +64,32 @@ pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
 
 /// Checks that the caller may use `linked_action` on `pool_id`, a pool in `pool_tenant`: as
 /// itself in its own tenant, or through its auxiliary token for that tenant.
+/// A linked check: the action needed on the pool, and what the request does itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    /// Whether the auxiliary token must be of the caller's own identity.
+    pub same_identity: bool,
+    pub primary_action: &'a str,
+    pub primary_scope: &'a str,
+    pub action: &'a str,
+}
+
 pub async fn authorize(
     ctx: &Ctx,
     auxiliary: &[Caller],
-    primary_action: &str,
-    primary_scope: &str,
-    linked_action: &str,
+    check: &Check<'_>,
     pool_id: &str,
     pool_tenant: &str,
 ) -> Result<(), ArmError> {
+    let (same_identity, linked_action) = (check.same_identity, check.action);
+    let (primary_action, primary_scope) = (check.primary_action, check.primary_scope);
     let principal = if ctx.caller.tenant_id().eq_ignore_ascii_case(pool_tenant) {
         Some(ctx.caller.object_id().to_owned())
     } else {
         auxiliary
             .iter()
-            .find(|aux| aux.tenant_id().eq_ignore_ascii_case(pool_tenant))
+            .filter(|aux| aux.tenant_id().eq_ignore_ascii_case(pool_tenant))
+            .find(|aux| !same_identity || same_identity_as(&ctx.caller, aux))
             .map(|aux| aux.object_id().to_owned())
     };
     let allowed = match principal {
@@ -120,4 +116,17 @@ pub async fn authorize(
             ctx.caller.object_id()
         ),
     ))
+}
+
+/// Whether two tokens are of one identity: the same application, or the same user.
+fn same_identity_as(primary: &Caller, aux: &Caller) -> bool {
+    match (primary.kind(), aux.kind()) {
+        (PrincipalKind::Application, PrincipalKind::Application) => {
+            aux.app_id().eq_ignore_ascii_case(primary.app_id())
+        }
+        (PrincipalKind::User, PrincipalKind::User) => {
+            aux.name().eq_ignore_ascii_case(primary.name())
+        }
+        _ => false,
+    }
 }

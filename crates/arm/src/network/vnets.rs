@@ -469,11 +469,13 @@ async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool), ArmErro
     let auxiliary = linked::auxiliary(ctx).await?;
     let (associate, release) = changes(&spec, existing.as_ref());
     let primary_action = "Microsoft.Network/virtualNetworks/write";
-    for (pools, action) in [(&associate, linked::ASSOCIATE), (&release, linked::DISASSOCIATE)] {
+    for (pools, action, same_identity) in
+        [(&associate, linked::ASSOCIATE, true), (&release, linked::DISASSOCIATE, false)]
+    {
         for pool_id in pools {
             let tenant = pool_tenant(ctx, pool_id).await?;
-            linked::authorize(ctx, &auxiliary, primary_action, id, action, pool_id, &tenant)
-                .await?;
+            let check = linked::Check { same_identity, primary_action, primary_scope: id, action };
+            linked::authorize(ctx, &auxiliary, &check, pool_id, &tenant).await?;
         }
     }
     // Every pool asked of must exist, be in a manager whose scope holds this VNet's
