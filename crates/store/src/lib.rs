@@ -358,6 +358,21 @@ struct PoolState {
     n_open: usize,
 }
 
+impl Drop for ConnPool {
+    /// The PostgreSQL client closes its connection by blocking on its own runtime, which panics
+    /// on a thread that drives async tasks; the last handle to a store is often dropped on one
+    /// (a server shutting down). So idle connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = match self.state.get_mut() {
+            Ok(state) => std::mem::take(&mut state.idle),
+            Err(poisoned) => std::mem::take(&mut poisoned.into_inner().idle),
+        };
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 impl ConnPool {
     fn new(max: usize) -> ConnPool {
         ConnPool {

@@ -11,4 +11,5 @@ mod authorize;
 mod device;
 mod graph;
 mod identity;
+mod network;
 mod resources;
