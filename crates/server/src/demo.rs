@@ -259,7 +259,7 @@ async fn create_network(
         (
             &as_b,
             &vnet,
-            json!({"location": "westus", "properties": {"addressSpace": {"addressPrefixes": ["192.168.0.0/24"]}}}),
+            json!({"location": "centralus", "properties": {"addressSpace": {"addressPrefixes": ["192.168.0.0/24"]}}}),
         ),
     ];
     for (caller, id, body) in steps {

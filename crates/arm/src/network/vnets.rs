@@ -469,6 +469,29 @@ async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool), ArmErro
     let auxiliary = linked::auxiliary(ctx).await?;
     let (associate, release) = changes(&spec, existing.as_ref());
     let primary_action = "Microsoft.Network/virtualNetworks/write";
+    // Auxiliary tokens are for the tenants of the pools the request links to; one for any other
+    // tenant is refused, as ARM refuses a token it cannot use.
+    let mut linked_tenants = Vec::new();
+    for pool_id in associate.iter().chain(&release) {
+        linked_tenants.push(pool_tenant(ctx, pool_id).await?);
+    }
+    if !linked_tenants.is_empty()
+        && let Some(stray) = auxiliary
+            .iter()
+            .find(|aux| !linked_tenants.iter().any(|t| t.eq_ignore_ascii_case(aux.tenant_id())))
+    {
+        let origin = ctx.arm.identity().origin();
+        return Err(ArmError::unauthorized(
+            "InvalidAuthenticationTokenTenant",
+            format!(
+                "The auxiliary token of client '{}' is from tenant '{}', which owns none of the resources this request links to (tenant(s) '{}').",
+                stray.name(),
+                stray.tenant_id(),
+                linked_tenants.join("', '")
+            ),
+            &format!("{origin}/{}", linked_tenants[0]),
+        ));
+    }
     for (pools, action, same_identity) in
         [(&associate, linked::ASSOCIATE, true), (&release, linked::DISASSOCIATE, false)]
     {

@@ -162,6 +162,10 @@ both_backends! {
         let too_many = call(server, Method::PUT, &put, &token_b, Some(&body), &[("x-ms-authorization-auxiliary", &four)]).await;
         assert_eq!(too_many.status, 400);
 
+        // An auxiliary token of the wrong tenant is refused.
+        let wrong_tenant = call(server, Method::PUT, &put, &token_b, Some(&body), &[("x-ms-authorization-auxiliary", &aux(&token_b))]).await;
+        assert_eq!((wrong_tenant.status, wrong_tenant.code()), (401, "InvalidAuthenticationTokenTenant"), "{}", wrong_tenant.body);
+
         // 3. The auxiliary identity needs IPAM Pool User (or more) on the pool.
         let unprivileged = call(server, Method::PUT, &put, &token_b, Some(&body), &[("x-ms-authorization-auxiliary", &aux(&token_a))]).await;
         assert_eq!((unprivileged.status, unprivileged.code()), (403, "LinkedAuthorizationFailed"));

@@ -1,13 +1,14 @@
-//! The unmodified az CLI against crosspool: the seeds' identity steps (issue 5) — register the
-//! cloud, sign users in to B and A, register a multi-tenant app with a secret, create its service
-//! principal in both tenants, sign the app in to both, and get A's token for ARM.
+//! The unmodified az CLI against crosspool, the seeds' CLI flow end to end: register the cloud,
+//! sign users in to B and A, register a multi-tenant app with a secret, create its service
+//! principal in both tenants, give it IPAM Pool User on A's pool and Network Contributor in B,
+//! sign it in to both, take A's token as auxiliary, allocate B's VNet from A's pool with
+//! `az rest`, see it from A, remove it; and the refusals on the way.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 use server::Running;
-use store::Timestamp;
 
 use crate::support::{
     PORT_443, REALM_PORT, can_serve_port_443, claims, demo, demo_user, start_server,
@@ -62,7 +63,7 @@ impl Az {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_az_cli_does_the_seeds_identity_steps() {
+async fn the_az_cli_runs_the_seeds_cli_flow() {
     // `az login -u -p` needs the user realm on port 443 (see `support`).
     let _port_443 = PORT_443.lock().await;
     if !can_serve_port_443() {
@@ -129,43 +130,71 @@ async fn the_az_cli_does_the_seeds_identity_steps() {
     });
     let (app_id, secret, service_principal_a, service_principal_b) = steps;
 
-    // The roles the seeds give it: IPAM Pool User on a pool in A, Network Contributor in B.
-    // (ARM role-assignment commands come with the ARM issue; here the store assigns them.)
-    let now = Timestamp(0);
-    let pool = format!(
-        "/subscriptions/{}/resourceGroups/rg-a/providers/Microsoft.Network/networkManagers/nm/ipamPools/pool",
-        demo(&running, "A", "subscription_id")
-    );
-    arm::rbac::assign(
-        &running.store,
-        arm::rbac::NewAssignment {
-            name: None,
-            scope: &pool,
-            role: &arm::rbac::IPAM_POOL_USER,
-            principal_id: &service_principal_a,
-            principal_type: "ServicePrincipal",
-            created_by: None,
-        },
-        now,
-    )
-    .await
-    .unwrap();
-    let group =
-        format!("/subscriptions/{}/resourceGroups/rg-b", demo(&running, "B", "subscription_id"));
-    arm::rbac::assign(
-        &running.store,
-        arm::rbac::NewAssignment {
-            name: None,
-            scope: &group,
-            role: &arm::rbac::NETWORK_CONTRIBUTOR,
-            principal_id: &service_principal_b,
-            principal_type: "ServicePrincipal",
-            created_by: None,
-        },
-        now,
-    )
-    .await
-    .unwrap();
+    // The roles the seeds give it: IPAM Pool User on the pool in A (as A's administrator, the
+    // default account now), Network Contributor on B's resource group (as B's administrator:
+    // the assignee is looked up in the default account's directory, AZ-CLI.md §5).
+    let (subscription_a, subscription_b) =
+        (demo(&running, "A", "subscription_id"), demo(&running, "B", "subscription_id"));
+    let pool = demo(&running, "A", "pool_id");
+    let group_b = format!("/subscriptions/{subscription_b}/resourceGroups/rg-b");
+    let pool_user = tokio::task::block_in_place(|| {
+        let assigned = az.ok(&[
+            "role",
+            "assignment",
+            "create",
+            "--assignee",
+            &app_id,
+            "--role",
+            "IPAM Pool User",
+            "--scope",
+            &pool,
+        ]);
+        assert_eq!(
+            (
+                assigned["principalId"].as_str(),
+                assigned["scope"].as_str(),
+                assigned["principalType"].as_str()
+            ),
+            (Some(service_principal_a.as_str()), Some(pool.as_str()), Some("ServicePrincipal")),
+            "{assigned}"
+        );
+        assert!(
+            assigned["roleDefinitionId"]
+                .as_str()
+                .unwrap()
+                .ends_with("7b3e853f-ad5d-4fb5-a7b8-56a3581c7037")
+        );
+        // Again: the CLI meets RoleAssignmentExists and prints the existing assignment.
+        let again = az.ok(&[
+            "role",
+            "assignment",
+            "create",
+            "--assignee",
+            &app_id,
+            "--role",
+            "IPAM Pool User",
+            "--scope",
+            &pool,
+        ]);
+        assert_eq!(again["id"], assigned["id"]);
+        let listed =
+            az.ok(&["role", "assignment", "list", "--assignee", &app_id, "--scope", &pool]);
+        assert_eq!(listed[0]["roleDefinitionName"], "IPAM Pool User", "{listed}");
+        az.ok(&["account", "set", "-s", &subscription_b]);
+        let contributor = az.ok(&[
+            "role",
+            "assignment",
+            "create",
+            "--assignee",
+            &app_id,
+            "--role",
+            "Network Contributor",
+            "--scope",
+            &group_b,
+        ]);
+        assert_eq!(contributor["principalId"], service_principal_b.as_str(), "{contributor}");
+        assigned["id"].as_str().unwrap().to_owned()
+    });
 
     tokio::task::block_in_place(|| {
         // The app signs in to both tenants and sees one subscription in each.
@@ -235,5 +264,149 @@ async fn the_az_cli_does_the_seeds_identity_steps() {
             .unwrap_err();
         assert!(error.contains("AADSTS7000215"), "{error}");
     });
+
+    // The seeds' allocation steps and the removal, and the negatives, with the real CLI.
+    tokio::task::block_in_place(|| {
+        network_steps(
+            &az,
+            &running,
+            &Seeds { app_id: &app_id, secret: &secret, pool: &pool, pool_user: &pool_user },
+        );
+    });
+    let _ = subscription_a;
     running.shutdown().await;
+}
+
+struct Seeds<'a> {
+    app_id: &'a str,
+    secret: &'a str,
+    pool: &'a str,
+    pool_user: &'a str,
+}
+
+/// Seeds steps 1–3 of "Deploy a virtual network" and the removal, then the negatives.
+fn network_steps(az: &Az, running: &Running, seeds: &Seeds<'_>) {
+    let (tenant_a, tenant_b) = (demo(running, "A", "tenant_id"), demo(running, "B", "tenant_id"));
+    let origin = &running.origin;
+    let (app_id, secret, pool) = (seeds.app_id, seeds.secret, seeds.pool);
+    for tenant in [&tenant_b, &tenant_a] {
+        az.ok(&[
+            "login",
+            "--service-principal",
+            "--username",
+            app_id,
+            "--password",
+            secret,
+            "--tenant",
+            tenant,
+        ]);
+    }
+    let aux_token = |tenant: &str| -> String {
+        az.ok(&[
+            "account",
+            "get-access-token",
+            "--resource=https://management.azure.com/",
+            "--tenant",
+            tenant,
+            "--query",
+            "accessToken",
+        ])
+        .as_str()
+        .unwrap()
+        .to_owned()
+    };
+    let token_a = aux_token(&tenant_a);
+    let vnet = demo(running, "B", "vnet_id");
+    let uri = format!("{origin}{vnet}?api-version=2022-07-01");
+    let allocate = format!(
+        r#"{{"location": "centralus", "properties": {{"addressSpace": {{"ipamPoolPrefixAllocations": [{{"numberOfIpAddresses": "100", "pool": {{"id": "{pool}"}}}}]}}}}}}"#
+    );
+    let usage = |az: &Az| -> Value {
+        az.ok(&[
+            "rest",
+            "--method",
+            "post",
+            "--uri",
+            &format!("{origin}{pool}/getPoolUsage?api-version=2025-07-01"),
+        ])
+    };
+    let associated = |az: &Az| -> Value {
+        az.ok(&[
+            "rest",
+            "--method",
+            "post",
+            "--uri",
+            &format!("{origin}{pool}/listAssociatedResources?api-version=2025-07-01"),
+        ])
+    };
+    let allocated = |usage: &Value| {
+        usage["numberOfAllocatedIPAddresses"].as_str().unwrap().parse::<u64>().unwrap()
+    };
+    let before = usage(az);
+
+    // Negatives first: no auxiliary header; an auxiliary token of the wrong tenant.
+    let error =
+        az.run(&["rest", "--method", "put", "--uri", &uri, "--body", &allocate]).unwrap_err();
+    assert!(error.contains("LinkedAuthorizationFailed"), "{error}");
+    let token_b = aux_token(&tenant_b);
+    let wrong = format!("x-ms-authorization-auxiliary=Bearer {token_b}");
+    let error = az
+        .run(&["rest", "--method", "put", "--uri", &uri, "--headers", &wrong, "--body", &allocate])
+        .unwrap_err();
+    assert!(
+        error.contains("Unauthorized") || error.contains("InvalidAuthenticationTokenTenant"),
+        "{error}"
+    );
+
+    // Step 3: the VNet PUT with A's token as auxiliary.
+    let header = format!("x-ms-authorization-auxiliary=Bearer {token_a}");
+    let created = az.ok(&[
+        "rest",
+        "--method",
+        "put",
+        "--uri",
+        &uri,
+        "--headers",
+        &header,
+        "--body",
+        &allocate,
+    ]);
+    let space = &created["properties"]["addressSpace"];
+    assert_eq!(space["addressPrefixes"].as_array().unwrap().len(), 3, "{created}");
+    assert!(
+        space["addressPrefixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.as_str().unwrap().starts_with("10."))
+    );
+    assert_eq!(space["ipamPoolPrefixAllocations"][0]["numberOfIpAddresses"], "100");
+
+    // Step 7: A sees B's VNet on its pool, and the usage moved by exactly what was allocated.
+    let listed = associated(az);
+    assert_eq!(listed["value"][0]["resourceId"], vnet.as_str(), "{listed}");
+    assert_eq!(listed["value"][0]["addressPrefixes"], space["addressPrefixes"]);
+    assert_eq!(allocated(&usage(az)) - allocated(&before), 104);
+
+    // The removal, as the seeds write it: A's administrator signs in, its token goes along.
+    let (admin_a, password_a) = demo_user(running, "A", "admin");
+    az.ok(&["login", "-u", &admin_a, "-p", &password_a, "--tenant", &tenant_a]);
+    let header = format!("x-ms-authorization-auxiliary=Bearer {}", aux_token(&tenant_a));
+    let removal = r#"{"location": "centralus", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}"#;
+    let removed =
+        az.ok(&["rest", "--method", "put", "--uri", &uri, "--headers", &header, "--body", removal]);
+    assert_eq!(
+        removed["properties"]["addressSpace"]["addressPrefixes"][0], "10.0.0.0/16",
+        "{removed}"
+    );
+    assert!(associated(az)["value"].as_array().unwrap().is_empty());
+    assert_eq!(allocated(&usage(az)), allocated(&before));
+
+    // Without the role on the pool the app's allocation is refused (403).
+    az.ok(&["role", "assignment", "delete", "--ids", seeds.pool_user]);
+    let header = format!("x-ms-authorization-auxiliary=Bearer {token_a}");
+    let error = az
+        .run(&["rest", "--method", "put", "--uri", &uri, "--headers", &header, "--body", &allocate])
+        .unwrap_err();
+    assert!(error.contains("LinkedAuthorizationFailed"), "{error}");
 }
