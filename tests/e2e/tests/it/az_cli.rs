@@ -409,4 +409,108 @@ fn network_steps(az: &Az, running: &Running, seeds: &Seeds<'_>) {
         .run(&["rest", "--method", "put", "--uri", &uri, "--headers", &header, "--body", &allocate])
         .unwrap_err();
     assert!(error.contains("LinkedAuthorizationFailed"), "{error}");
+
+    cli_commands(az, running, seeds);
+}
+
+/// Step 10: the az CLI's own commands that touch IPAM, as the app (signed in to both tenants, so
+/// the CLI finds the auxiliary token for the pool's subscription itself).
+fn cli_commands(az: &Az, running: &Running, seeds: &Seeds<'_>) {
+    let (tenant_a, subscription_b) =
+        (demo(running, "A", "tenant_id"), demo(running, "B", "subscription_id"));
+    let (app_id, pool) = (seeds.app_id, seeds.pool);
+    // A's administrator (the default account) gives the role back; the app signs in to A again.
+    az.ok(&[
+        "role",
+        "assignment",
+        "create",
+        "--assignee",
+        app_id,
+        "--role",
+        "IPAM Pool User",
+        "--scope",
+        pool,
+    ]);
+    az.ok(&[
+        "login",
+        "--service-principal",
+        "--username",
+        app_id,
+        "--password",
+        seeds.secret,
+        "--tenant",
+        &tenant_a,
+    ]);
+
+    let b = ["--subscription", subscription_b.as_str(), "-g", "rg-b"];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(b.iter()).map(|a| (*a).to_owned()).collect()
+    };
+    let run = |args: Vec<String>| az.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let pool_arg = format!("[0].id={pool}");
+    let mut create =
+        with(&["network", "vnet", "create", "-n", "vnet-cli", "--location", "centralus"]);
+    create.extend([
+        "--ipam-allocations".to_owned(),
+        "[0].number-of-ip-addresses=100".to_owned(),
+        pool_arg.clone(),
+    ]);
+    let created = run(create);
+    let space = &created["newVNet"]["addressSpace"];
+    assert_eq!(space["addressPrefixes"].as_array().unwrap().len(), 3, "{created}");
+    assert_eq!(space["ipamPoolPrefixAllocations"][0]["numberOfIpAddresses"], "100");
+
+    let mut subnet =
+        with(&["network", "vnet", "subnet", "create", "--vnet-name", "vnet-cli", "-n", "s1"]);
+    subnet.extend([
+        "--ipam-allocations".to_owned(),
+        "[0].number-of-ip-addresses=32".to_owned(),
+        pool_arg,
+    ]);
+    let subnet = run(subnet);
+    let carved = subnet["addressPrefix"].as_str().unwrap_or_default();
+    assert!(carved.ends_with("/27"), "{subnet}");
+
+    let shown = run(with(&["network", "vnet", "show", "-n", "vnet-cli"]));
+    assert_eq!(shown["subnets"][0]["name"], "s1", "{shown}");
+    let listed = run(with(&["network", "vnet", "list"]));
+    let names: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"vnet-cli") && names.contains(&"vnet-b"), "{names:?}");
+    run(with(&["network", "vnet", "delete", "-n", "vnet-cli"]));
+    let after = az.ok(&[
+        "rest",
+        "--method",
+        "post",
+        "--uri",
+        &format!("{}{pool}/listAssociatedResources?api-version=2025-07-01", running.origin),
+    ]);
+    assert!(
+        after["value"].as_array().unwrap().is_empty(),
+        "deleting the VNet released its space: {after}"
+    );
+
+    // Resource groups, as B's administrator.
+    let (admin_b, password_b) = demo_user(running, "B", "admin");
+    az.ok(&["login", "-u", &admin_b, "-p", &password_b, "--tenant", "contoso-b.example"]);
+    let group = az.ok(&[
+        "group",
+        "create",
+        "-n",
+        "rg-cli",
+        "-l",
+        "centralus",
+        "--subscription",
+        &subscription_b,
+    ]);
+    assert_eq!(group["id"], format!("/subscriptions/{subscription_b}/resourceGroups/rg-cli"));
+    assert_eq!(
+        az.ok(&["group", "exists", "-n", "rg-cli", "--subscription", &subscription_b]),
+        Value::Bool(true)
+    );
+    az.ok(&["group", "delete", "-n", "rg-cli", "--yes", "--subscription", &subscription_b]);
+    assert_eq!(
+        az.ok(&["group", "exists", "-n", "rg-cli", "--subscription", &subscription_b]),
+        Value::Bool(false)
+    );
 }
