@@ -7,3 +7,4 @@ mod support;
 
 mod az_cli;
 mod azure_identity;
+mod azure_sdk;
