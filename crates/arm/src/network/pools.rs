@@ -69,6 +69,9 @@ pub async fn require(ctx: &Ctx, id: &str) -> Result<Doc, ArmError> {
 /// A pool as served in the request's api-version (allocation sizes exist from 2026-01-01).
 fn serve(doc: &Doc, api_version: &str) -> Value {
     let mut body = doc.served();
+    if let Some(properties) = body["properties"].as_object_mut() {
+        properties.retain(|_, value| !value.is_null());
+    }
     if api_version < "2026-01-01"
         && let Some(properties) = body["properties"].as_object_mut()
     {

@@ -12,4 +12,5 @@ mod device;
 mod graph;
 mod identity;
 mod network;
+mod openapi;
 mod resources;

@@ -429,3 +429,58 @@ async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) 
     .await;
     outputs.into_iter().map(|output| output.expect("every future finished")).collect()
 }
+
+both_backends! {
+    async fn responses_match_the_openapi_definitions(server: &TestServer) {
+        use crate::openapi::assert_valid;
+        const IPAM: &str = "ipAddressManager.json";
+        let admin_a = token(server, "A", "admin").await;
+        let admin_b = token(server, "B", "admin").await;
+        let manager = server.demo("A", "network_manager_id");
+        let pool = server.demo("A", "pool_id");
+        for version in ["2025-07-01", "2026-01-01"] {
+            let get = |path: String| {
+                let token = admin_a.clone();
+                async move { call(server, Method::GET, &path, &token, None, &[]).await }
+            };
+            let v = format!("api-version={version}");
+            assert_valid("networkManager.json", "NetworkManager", &get(format!("{manager}?{v}")).await.body);
+            assert_valid("networkManager.json", "NetworkManagerListResult", &get(format!("{}/providers/Microsoft.Network/networkManagers?{v}", manager.split("/providers/").next().unwrap())).await.body);
+            assert_valid(IPAM, "IpamPool", &get(format!("{pool}?{v}")).await.body);
+            assert_valid(IPAM, "IpamPoolList", &get(format!("{manager}/ipamPools?{v}")).await.body);
+            assert_valid("networkManagerScopeConnection.json", "ScopeConnection", &get(format!("{}?{v}", server.demo("A", "scope_connection_id"))).await.body);
+            assert_valid("networkManagerScopeConnection.json", "ScopeConnectionListResult", &get(format!("{manager}/scopeConnections?{v}")).await.body);
+        }
+        let child = json!({"location": "westus", "properties": {"addressPrefixes": ["10.3.0.0/16"], "parentPoolName": "pool", "minAllocationSize": "8", "maxAllocationSize": "1024"}});
+        let created = call(server, Method::PUT, &format!("{manager}/ipamPools/c?api-version=2026-01-01"), &admin_a, Some(&child), &[]).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert_valid(IPAM, "IpamPool", &created.body);
+        assert_eq!(created.body["properties"]["maxAllocationSize"], "1024");
+        let cidr = call(server, Method::PUT, &format!("{manager}/ipamPools/c/staticCidrs/s?{NET}"), &admin_a, Some(&json!({"properties": {"numberOfIPAddressesToAllocate": "16"}})), &[]).await;
+        assert_valid(IPAM, "StaticCidr", &cidr.body);
+        assert_valid(IPAM, "StaticCidrList", &call(server, Method::GET, &format!("{manager}/ipamPools/c/staticCidrs?{NET}"), &admin_a, None, &[]).await.body);
+        assert_valid(IPAM, "PoolUsage", &usage(server, &admin_a, &pool).await);
+        let vnet_a = format!("/subscriptions/{}/resourceGroups/rg-a/providers/Microsoft.Network/virtualNetworks/openapi?{NET}", server.demo("A", "subscription_id"));
+        let body = json!({"location": "westus", "properties": {"addressSpace": {"ipamPoolPrefixAllocations": [{"numberOfIpAddresses": "64", "pool": {"id": pool}}]},
+            "subnets": [{"name": "s", "properties": {"ipamPoolPrefixAllocations": [{"numberOfIpAddresses": "16", "pool": {"id": pool}}]}}]}});
+        let vnet = call(server, Method::PUT, &vnet_a, &admin_a, Some(&body), &[]).await;
+        assert_valid("virtualNetwork.json", "VirtualNetwork", &vnet.body);
+        let associations = call(server, Method::POST, &format!("{pool}/listAssociatedResources?{NET}"), &admin_a, None, &[]).await;
+        assert_valid(IPAM, "PoolAssociationList", &associations.body);
+        assert_valid("virtualNetwork.json", "Subnet", &call(server, Method::GET, &vnet_a.replace('?', "/subnets/s?"), &admin_a, None, &[]).await.body);
+        assert_valid("virtualNetwork.json", "SubnetListResult", &call(server, Method::GET, &vnet_a.replace('?', "/subnets?"), &admin_a, None, &[]).await.body);
+        let list = vnet_a.replace("/openapi?", "?");
+        assert_valid("virtualNetwork.json", "VirtualNetworkListResult", &call(server, Method::GET, &list, &admin_a, None, &[]).await.body);
+        let connection = call(server, Method::GET, &format!("{}?{NET}", server.demo("B", "network_manager_connection_id")), &admin_b, None, &[]).await;
+        assert_valid("networkManagerConnection.json", "NetworkManagerConnection", &connection.body);
+        let connections = call(server, Method::GET, &format!("/subscriptions/{}/providers/Microsoft.Network/networkManagerConnections?{NET}", server.demo("B", "subscription_id")), &admin_b, None, &[]).await;
+        assert_valid("networkManagerConnection.json", "NetworkManagerConnectionListResult", &connections.body);
+        // Errors: pools answer CommonErrorResponse, VNets CloudError.
+        let refused = call(server, Method::DELETE, &format!("{pool}?{NET}"), &admin_a, None, &[]).await;
+        assert_eq!(refused.status, 400);
+        assert_valid("network.json", "CommonErrorResponse", &refused.body);
+        let bad = call(server, Method::PUT, &vnet_a, &admin_a, Some(&json!({"location": "westus"})), &[]).await;
+        assert_eq!(bad.status, 400);
+        assert_valid("network.json", "CloudError", &bad.body);
+    }
+}
