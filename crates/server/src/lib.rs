@@ -1,6 +1,7 @@
 //! The crosspool server: wires the store, the identity service (and later ARM and the portal)
 //! into one HTTPS listener. `start` is what the binary and the tests call.
 
+pub mod az_setup;
 pub mod demo;
 pub mod tls;
 

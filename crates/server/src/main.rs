@@ -44,6 +44,17 @@ enum Command {
     /// Administration straight on the store.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print (and with --apply run) the az CLI set-up for the server of this --data-dir:
+    /// `az cloud register`, `az cloud set`, `az config set`, and the CA to trust.
+    AzSetup {
+        /// The server's URL; by default the endpoint in <data-dir>/demo.json, else
+        /// https://127.0.0.1:8443.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Run the az commands instead of only printing them.
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +211,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen, also_listen, demo } => {
             serve(cli.data_dir, cli.database.map(StoreConfig::postgres), listen, also_listen, demo)
+        }
+        Command::AzSetup { endpoint, apply } => {
+            let (commands, export) = server::az_setup::plan(&cli.data_dir, endpoint)?;
+            for command in &commands {
+                println!("{}", command.join(" "));
+            }
+            println!("{export}");
+            if apply {
+                server::az_setup::apply(
+                    &commands,
+                    &export,
+                    &server::az_setup::AzProgram::default(),
+                )?;
+                println!("# done; the export line must run in each shell that uses az");
+            }
+            Ok(())
         }
         Command::Admin(AdminCommand::Check) => admin_check(&config),
         Command::Admin(command) => {

@@ -22,6 +22,21 @@ struct Az {
 }
 
 impl Az {
+    /// How `crosspool az-setup --apply` should run this az CLI.
+    fn program(&self) -> server::az_setup::AzProgram {
+        server::az_setup::AzProgram {
+            program: vec![
+                self.python.display().to_string(),
+                "-m".to_owned(),
+                "azure.cli".to_owned(),
+            ],
+            env: vec![(
+                "AZURE_CONFIG_DIR".to_owned(),
+                self.config_dir.path().display().to_string(),
+            )],
+        }
+    }
+
     fn new(running: &Running) -> Az {
         Az {
             python: crosspool_e2e::python().unwrap(),
@@ -74,17 +89,15 @@ async fn the_az_cli_runs_the_seeds_cli_flow() {
     let (tenant_a, tenant_b) = (demo(&running, "A", "tenant_id"), demo(&running, "B", "tenant_id"));
     let az = Az::new(&running);
     let steps = tokio::task::block_in_place(|| {
-        // The set-up a user runs (AZ-CLI.md §1), with the endpoint as the docs write it.
-        az.ok(&[
-            "cloud",
-            "register",
-            "-n",
-            "crosspool",
-            "--endpoint-resource-manager",
-            &format!("{}/", running.origin),
-        ]);
-        az.ok(&["cloud", "set", "-n", "crosspool"]);
-        az.ok(&["config", "set", "core.instance_discovery=false"]);
+        // The set-up a user runs (AZ-CLI.md §1), as `crosspool az-setup --apply` runs it.
+        let (commands, export) = server::az_setup::plan(dir.path(), None).unwrap();
+        assert_eq!(commands[0].last().unwrap(), &format!("{}/", running.origin));
+        assert!(export.ends_with("ca.pem"), "{export}");
+        server::az_setup::apply(&commands, &export, &az.program()).unwrap();
+        assert_eq!(
+            az.ok(&["cloud", "show", "-n", "crosspool"])["endpoints"]["resourceManager"],
+            format!("{}/", running.origin)
+        );
 
         // B's administrator signs in and registers the app.
         let (admin_b, password_b) = demo_user(&running, "B", "admin");
