@@ -484,3 +484,134 @@ both_backends! {
         assert_valid("network.json", "CloudError", &bad.body);
     }
 }
+
+/// A `crosspool serve` child process; killed on drop.
+struct Replica {
+    child: std::process::Child,
+    origin: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `crosspool serve` on a free port with its own data dir and the shared database.
+fn replica(data_dir: &std::path::Path, database: &str, demo: bool) -> Replica {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_crosspool"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--database", database, "serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped());
+    if demo {
+        command.arg("--demo");
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let origin = loop {
+        let line = lines.next().expect("the replica printed its endpoint").unwrap();
+        if let Some(origin) = line.strip_prefix("crosspool is listening on ") {
+            break origin.to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Replica { child, origin }
+}
+
+/// Two `crosspool serve` processes on one PostgreSQL database take space from one pool at
+/// once, each for its own clients: no two allocations overlap and none is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_server_processes_share_postgres_without_overlaps() {
+    if !std::thread::spawn(crate::support::postgres_available).join().unwrap() {
+        return;
+    }
+    let schema = format!("crosspool_replicas_{}", std::process::id());
+    let url = crate::support::postgres_url();
+    let setup = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+    let admin_url = url.clone();
+    std::thread::spawn(move || {
+        postgres::Client::connect(&admin_url, postgres::NoTls)
+            .unwrap()
+            .batch_execute(&setup)
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database = format!("{url}{separator}options=-c%20search_path%3D{schema}%2Cpublic");
+    let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = tokio::task::spawn_blocking({
+        let (path, database) = (dir_1.path().to_owned(), database.clone());
+        move || replica(&path, &database, true)
+    })
+    .await
+    .unwrap();
+    let second = tokio::task::spawn_blocking({
+        let (path, database) = (dir_2.path().to_owned(), database.clone());
+        move || replica(&path, &database, false)
+    })
+    .await
+    .unwrap();
+    let demo: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir_1.path().join("demo.json")).unwrap())
+            .unwrap();
+    let mut builder = reqwest::Client::builder();
+    for dir in [&dir_1, &dir_2] {
+        let ca = std::fs::read(dir.path().join("tls/ca.pem")).unwrap();
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+    }
+    let client = builder.build().unwrap();
+    let admin = &demo["tenants"]["A"]["admin"];
+    let mut tokens = Vec::new();
+    for replica in [&first, &second] {
+        let form = [
+            ("client_id", "04b07795-8ddb-461a-bbee-02f9e1bf7b46"),
+            ("grant_type", "password"),
+            ("username", admin["username"].as_str().unwrap()),
+            ("password", admin["password"].as_str().unwrap()),
+            ("scope", "https://management.azure.com//.default"),
+        ];
+        let url = format!("{}/contoso-a.example/oauth2/v2.0/token", replica.origin);
+        let body: Value = client.post(url).form(&form).send().await.unwrap().json().await.unwrap();
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let subscription = demo["tenants"]["A"]["subscription_id"].as_str().unwrap();
+    let pool = demo["tenants"]["A"]["pool_id"].as_str().unwrap();
+    let puts = (0..40).map(|at| {
+        let (replica, token) = if at % 2 == 0 { (&first, &tokens[0]) } else { (&second, &tokens[1]) };
+        let url = format!("{}/subscriptions/{subscription}/resourceGroups/rg-a/providers/Microsoft.Network/virtualNetworks/r{at}?{NET}", replica.origin);
+        let request = client.put(url).bearer_auth(token).json(&pool_body(pool, "100"));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    });
+    let mut blocks = Vec::new();
+    for (status, body) in join_all(puts).await {
+        assert_eq!(status, 201, "{body}");
+        for prefix in body["properties"]["addressSpace"]["addressPrefixes"].as_array().unwrap() {
+            blocks.push(ipam::prefix::Prefix::parse(prefix.as_str().unwrap()).unwrap());
+        }
+    }
+    assert_eq!(blocks.len(), 120, "40 VNets of /26 + /27 + /29");
+    for (at, block) in blocks.iter().enumerate() {
+        assert!(!blocks[..at].iter().any(|other| other.overlaps(block)), "{block} overlaps");
+    }
+    let list_url = format!("{}{pool}/listAssociatedResources?{NET}", second.origin);
+    let listed: Value =
+        client.post(list_url).bearer_auth(&tokens[1]).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["value"].as_array().unwrap().len(), 40);
+    drop((first, second));
+    let cleanup = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    std::thread::spawn(move || {
+        postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&cleanup).unwrap()
+    })
+    .join()
+    .unwrap();
+}
