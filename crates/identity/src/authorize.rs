@@ -73,7 +73,7 @@ const CARRIED: [&str; 9] = [
 pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
          <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}\
          label{{display:block;margin-top:1rem}}input{{width:100%;padding:.5rem;font-size:1rem}}\
          button{{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}}.error{{color:#a4262c}}</style></head>\
@@ -135,7 +135,9 @@ async fn check_request(
             "The request must contain response_type=code.",
         ));
     }
-    let redirect_ok = if is_first_party_client(client_id) {
+    let redirect_ok = if client_id.eq_ignore_ascii_case(crate::PORTAL_CLIENT_ID) {
+        redirect_uri == format!("{}{}", identity.origin(), crate::PORTAL_CALLBACK_PATH)
+    } else if is_first_party_client(client_id) {
         is_loopback_redirect(redirect_uri)
     } else {
         let app_id = client_id.to_owned();

@@ -34,6 +34,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 /// Azure PowerShell's client id. It exists in every tenant.
 pub const AZURE_POWERSHELL_CLIENT_ID: &str = "1950a258-227b-4e31-a9cf-717495945fc2";
+/// The Azure portal's client id, which crosspool's own portal signs in as. It exists in every
+/// tenant; its one redirect URI is `{origin}/portal/callback`.
+pub const PORTAL_CLIENT_ID: &str = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c";
+/// The path of the portal's redirect URI.
+pub const PORTAL_CALLBACK_PATH: &str = "/portal/callback";
 
 /// How long access and id tokens live.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 3600;

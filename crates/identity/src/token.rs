@@ -179,7 +179,7 @@ async fn client_credentials(
 
 /// The first-party public clients every tenant has.
 pub fn is_first_party_client(client_id: &str) -> bool {
-    [AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID]
+    [AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID, crate::PORTAL_CLIENT_ID]
         .iter()
         .any(|known| known.eq_ignore_ascii_case(client_id))
 }

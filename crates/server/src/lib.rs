@@ -131,12 +131,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         true => Some(demo::ensure(&identity, &arm, &config.data_dir, &origin, &tls.ca_cert).await?),
         false => None,
     };
-    let routes = Router::new()
+    let api = Router::new()
         .merge(arm::router(arm))
         .merge(identity::routes::router(identity.clone()))
         .merge(identity::graph::router(identity.clone()))
         .merge(identity::authorize::router(identity.clone()))
         .merge(identity::device::router(identity));
+    // The portal calls the API routes in process, with the signed-in person's tokens.
+    let routes = api.clone().merge(portal::router(api, &origin, config.clock.clone()));
     // A path with repeated slashes is tried again with them collapsed, then it is a 404.
     let collapsed = routes.clone().fallback(not_found);
     let app = routes.fallback(move |request: axum::extract::Request| {

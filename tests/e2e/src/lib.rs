@@ -67,3 +67,46 @@ fn fingerprint(text: &str) -> String {
     });
     format!("{hash:016x}")
 }
+
+/// A directory holding the portal test's scripts with their npm packages installed (from
+/// `portal/package.json`, pinned), created on first use under `target/` and reused while the
+/// package list is unchanged. The scripts are copied in on every call.
+pub fn portal_scripts() -> Result<PathBuf, String> {
+    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(build_node_modules).clone()?;
+    for script in ["flow.mjs"] {
+        std::fs::copy(e2e_dir().join("portal").join(script), dir.join(script))
+            .map_err(|error| format!("copying {script}: {error}"))?;
+    }
+    Ok(dir)
+}
+
+fn build_node_modules() -> Result<PathBuf, String> {
+    let manifest = e2e_dir().join("portal/package.json");
+    let pinned = std::fs::read_to_string(&manifest)
+        .map_err(|error| format!("reading {}: {error}", manifest.display()))?;
+    let dir = e2e_dir().join("../../target/e2e-node").join(fingerprint(&pinned));
+    if dir.join("node_modules/playwright-core").exists() {
+        return Ok(dir);
+    }
+    let parent = dir.parent().expect("the directory has a parent");
+    std::fs::create_dir_all(parent)
+        .map_err(|error| format!("creating {}: {error}", parent.display()))?;
+    let building = parent.join(format!("building-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    std::fs::create_dir_all(&building)
+        .map_err(|error| format!("creating {}: {error}", building.display()))?;
+    std::fs::copy(&manifest, building.join("package.json"))
+        .map_err(|error| format!("copying package.json: {error}"))?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&building))?;
+    match std::fs::rename(&building, &dir) {
+        Ok(()) => {}
+        Err(_) if dir.join("node_modules/playwright-core").exists() => {
+            let _ = std::fs::remove_dir_all(&building);
+        }
+        Err(error) => return Err(format!("moving node_modules into {}: {error}", dir.display())),
+    }
+    Ok(dir)
+}

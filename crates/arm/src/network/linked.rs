@@ -2,10 +2,10 @@
 //! besides B's token in `Authorization`, a token for A in `x-ms-authorization-auxiliary`
 //! (`Bearer t1, Bearer t2`, up to three, `,` or `;` between) whose identity holds the linked
 //! action on the pool. Every auxiliary token given must be valid (else 401), whether or not the
-//! request needs it. Taking space (associate) needs the auxiliary token of the caller's own
-//! identity; giving it back (disassociate) accepts any identity of the pool's tenant that holds
-//! the action, as in the seeds' removal step, where a user of A releases what an application
-//! of B took (docs/network.md).
+//! request needs it. Taking space (associate) needs, for an application, its own token for the
+//! pool's tenant, and for a user a user token of that tenant; giving it back (disassociate)
+//! accepts any identity of the pool's tenant that holds the action, as in the seeds' removal
+//! step, where a user of A releases what an application of B took (docs/network.md).
 
 use axum::http::StatusCode;
 
@@ -118,15 +118,16 @@ pub async fn authorize(
     ))
 }
 
-/// Whether two tokens are of one identity: the same application, or the same user.
+/// Whether an auxiliary token may lend its rights to the primary one for taking space: an
+/// application must be the same application (the multi-tenant app of the CLI flow); a user may
+/// be any user of the pool's tenant, because crosspool has no guest accounts — a person who
+/// works in two tenants has a user in each (the portal flow signs in to each).
 fn same_identity_as(primary: &Caller, aux: &Caller) -> bool {
     match (primary.kind(), aux.kind()) {
         (PrincipalKind::Application, PrincipalKind::Application) => {
             aux.app_id().eq_ignore_ascii_case(primary.app_id())
         }
-        (PrincipalKind::User, PrincipalKind::User) => {
-            aux.name().eq_ignore_ascii_case(primary.name())
-        }
+        (PrincipalKind::User, PrincipalKind::User) => true,
         _ => false,
     }
 }

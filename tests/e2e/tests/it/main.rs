@@ -8,3 +8,4 @@ mod support;
 mod az_cli;
 mod azure_identity;
 mod azure_sdk;
+mod portal;

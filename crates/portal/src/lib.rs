@@ -1,0 +1,387 @@
+//! The web portal at `/portal`: server-rendered pages for the seeds' portal flow. A person
+//! signs in to a tenant through the identity service (authorization code + PKCE, as the Azure
+//! portal's client); the session keeps the tokens of each tenant signed in to, server-side; every
+//! page reads and changes resources through the ARM API with those tokens (`api`), so the
+//! portal is held to the same RBAC and cross-tenant checks as any client, and shows their
+//! errors in words.
+
+mod api;
+mod html;
+mod pools;
+mod session;
+mod vnets;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde_json::Value;
+
+use crate::api::Answer;
+use crate::html::{Signed, escape};
+use crate::session::{Pending, Sessions, TenantTokens};
+
+/// What the portal's handlers share.
+#[derive(Debug)]
+pub struct Portal {
+    /// The server's API routes (ARM and the identity platform), called in process.
+    api: Router,
+    origin: String,
+    sessions: Sessions,
+    clock: Arc<dyn identity::Clock>,
+}
+
+impl Portal {
+    /// Seconds since the epoch.
+    fn now(&self) -> i64 {
+        self.clock.now().0 / 1000
+    }
+}
+
+/// The portal's routes. `api` is the server's router for ARM and the identity platform.
+pub fn router(api: Router, origin: &str, clock: Arc<dyn identity::Clock>) -> Router {
+    let portal = Arc::new(Portal {
+        api,
+        origin: origin.trim_end_matches('/').to_owned(),
+        sessions: Sessions::default(),
+        clock,
+    });
+    Router::new()
+        .route("/portal", get(start))
+        .route("/portal/signin", get(sign_in))
+        .route("/portal/callback", get(callback))
+        .route("/portal/signout", post(sign_out))
+        .route("/portal/switch", get(switch))
+        .route("/portal/t/{tenant}", get(home))
+        .route("/portal/t/{tenant}/managers", get(pools::managers))
+        .route("/portal/t/{tenant}/manager", get(pools::manager))
+        .route("/portal/t/{tenant}/pool/new", get(pools::new_pool).post(pools::create_pool))
+        .route("/portal/t/{tenant}/pool", get(pools::pool))
+        .route("/portal/t/{tenant}/pool/allocate", get(pools::allocate).post(pools::associate))
+        .route("/portal/t/{tenant}/pool/remove", get(pools::confirm_remove).post(pools::remove))
+        .route("/portal/t/{tenant}/pool/cidr", get(pools::new_cidr).post(pools::create_cidr))
+        .route("/portal/t/{tenant}/pool/iam", post(pools::add_role))
+        .route("/portal/t/{tenant}/vnets", get(vnets::list))
+        .route("/portal/t/{tenant}/vnet", get(vnets::show))
+        .route("/portal/t/{tenant}/vnet/new", get(vnets::new_vnet).post(vnets::create_vnet))
+        .with_state(portal)
+}
+
+/// One request's view of the session: who is signed in where.
+#[derive(Debug)]
+pub(crate) struct Visit {
+    portal: Arc<Portal>,
+    session_id: String,
+    tokens: HashMap<String, TenantTokens>,
+}
+
+impl Visit {
+    fn from(portal: &Arc<Portal>, headers: &HeaderMap) -> Visit {
+        let session_id = session::session_id(headers).unwrap_or_default();
+        let tokens = portal.sessions.get(&session_id).map(|s| s.tokens).unwrap_or_default();
+        Visit { portal: portal.clone(), session_id, tokens }
+    }
+
+    fn signed(&self) -> Vec<Signed> {
+        let mut signed: Vec<Signed> = self
+            .tokens
+            .values()
+            .map(|t| Signed { tenant_id: t.tenant_id.clone(), upn: t.upn.clone() })
+            .collect();
+        signed.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        signed
+    }
+
+    /// A page for `tenant`.
+    fn page(&self, title: &str, tenant: &str, body: &str) -> Response {
+        Html(html::page(title, &self.signed(), Some(tenant), body)).into_response()
+    }
+
+    /// The session's access token for a tenant, refreshed when it is about to expire; `None`
+    /// when the person has not signed in there.
+    async fn token(&mut self, tenant: &str) -> Option<String> {
+        let tokens = self.tokens.get(tenant)?.clone();
+        let now = self.portal.now();
+        if tokens.expires_at - 120 > now {
+            return Some(tokens.access_token);
+        }
+        let form = [
+            ("client_id", identity::PORTAL_CLIENT_ID),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens.refresh_token.as_str()),
+            ("scope", "https://management.azure.com//.default offline_access"),
+        ];
+        let answer = api::token(&self.portal.api, tenant, &form).await;
+        let fresh = tokens_from(&answer, now)?;
+        self.portal.sessions.update(&self.session_id, |s| {
+            s.tokens.insert(tenant.to_owned(), fresh.clone());
+        });
+        self.tokens.insert(tenant.to_owned(), fresh.clone());
+        Some(fresh.access_token)
+    }
+
+    /// Calls the ARM API as the person in `tenant` (and, with `aux_tenant`, with that tenant's
+    /// token as auxiliary).
+    async fn arm(
+        &mut self,
+        tenant: &str,
+        aux_tenant: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let Some(token) = self.token(tenant).await else {
+            return not_signed_in(tenant);
+        };
+        let aux = match aux_tenant {
+            Some(aux_tenant) => match self.token(aux_tenant).await {
+                Some(aux) => Some(aux),
+                None => return not_signed_in(aux_tenant),
+            },
+            None => None,
+        };
+        api::send(&self.portal.api, method, path, &token, aux.as_deref(), body).await
+    }
+}
+
+fn not_signed_in(tenant: &str) -> Answer {
+    Answer {
+        status: 401,
+        body: serde_json::json!({"error": {"code": "NotSignedIn", "message": format!("You are not signed in to tenant {tenant}; authenticate first.")}}),
+    }
+}
+
+/// The tokens of a successful token response.
+fn tokens_from(answer: &Answer, now: i64) -> Option<TenantTokens> {
+    if !answer.ok() {
+        return None;
+    }
+    let access_token = answer.body["access_token"].as_str()?.to_owned();
+    let claims = claims(&access_token)?;
+    Some(TenantTokens {
+        tenant_id: claims["tid"].as_str()?.to_owned(),
+        refresh_token: answer.body["refresh_token"].as_str().unwrap_or_default().to_owned(),
+        expires_at: now + answer.body["expires_in"].as_i64().unwrap_or(3600),
+        upn: claims["upn"]
+            .as_str()
+            .or(claims["preferred_username"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        access_token,
+    })
+}
+
+/// The claims of a token the identity service just issued to us.
+fn claims(token: &str) -> Option<Value> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// `/portal`: sign in to a tenant, or go on in one already signed in to.
+async fn start(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let visit = Visit::from(&portal, &headers);
+    let mut body = String::new();
+    if let Some(message) = query.get("error") {
+        body.push_str(&html::error(message));
+    }
+    let signed = visit.signed();
+    if !signed.is_empty() {
+        body.push_str("<h2>Your tenants</h2><ul>");
+        for s in &signed {
+            body.push_str(&format!(
+                "<li><a href=\"/portal/t/{0}\">{0}</a> as {1}</li>",
+                escape(&s.tenant_id),
+                escape(&s.upn)
+            ));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str(
+        "<h2>Sign in</h2><form method=\"get\" action=\"/portal/signin\">\
+         <label for=\"tenant\">Tenant (domain or id)</label><input id=\"tenant\" name=\"tenant\" required placeholder=\"contoso-a.example\">\
+         <button type=\"submit\" id=\"signin\">Sign in</button></form>",
+    );
+    Html(html::page("Sign in", &signed, None, &body)).into_response()
+}
+
+/// Starts a sign-in to `tenant`: PKCE, state, and a redirect to the identity service.
+async fn sign_in(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let tenant = query.get("tenant").map(|t| t.trim().to_owned()).unwrap_or_default();
+    if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
+        return Redirect::to("/portal?error=Enter+a+tenant+domain+or+id.").into_response();
+    }
+    let return_to =
+        query.get("return").filter(|r| r.starts_with("/portal/")).cloned().unwrap_or_default();
+    let (mut session_id, mut set_cookie) =
+        (session::session_id(&headers).unwrap_or_default(), false);
+    if session_id.is_empty() || portal.sessions.get(&session_id).is_none() {
+        session_id = session::random_token();
+        set_cookie = true;
+    }
+    let (state, verifier) = (session::random_token(), session::random_token());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
+    portal.sessions.update(&session_id, |s| {
+        s.pending.insert(state.clone(), Pending { tenant: tenant.clone(), verifier, return_to });
+    });
+    let redirect_uri = format!("{}{}", portal.origin, identity::PORTAL_CALLBACK_PATH);
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", identity::PORTAL_CLIENT_ID),
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", "https://management.azure.com//.default openid profile offline_access"),
+            ("state", state.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("prompt", "login"),
+        ])
+        .finish();
+    let mut response =
+        Redirect::to(&format!("/{tenant}/oauth2/v2.0/authorize?{query}")).into_response();
+    if set_cookie && let Ok(value) = HeaderValue::from_str(&session::cookie(&session_id)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The identity service's redirect back: redeems the code and keeps the tokens.
+async fn callback(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let session_id = session::session_id(&headers).unwrap_or_default();
+    let state = query.get("state").cloned().unwrap_or_default();
+    let pending = portal.sessions.get(&session_id).and_then(|s| s.pending.get(&state).cloned());
+    let Some(pending) = pending else {
+        return Redirect::to(
+            "/portal?error=The+sign-in+expired+or+came+from+elsewhere%3B+sign+in+again.",
+        )
+        .into_response();
+    };
+    portal.sessions.update(&session_id, |s| {
+        s.pending.remove(&state);
+    });
+    if let Some(error) = query.get("error_description").or(query.get("error")) {
+        return Redirect::to(&format!("/portal?error={}", html::encode(error))).into_response();
+    }
+    let code = query.get("code").cloned().unwrap_or_default();
+    let redirect_uri = format!("{}{}", portal.origin, identity::PORTAL_CALLBACK_PATH);
+    let form = [
+        ("client_id", identity::PORTAL_CLIENT_ID),
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("code_verifier", pending.verifier.as_str()),
+        ("scope", "https://management.azure.com//.default openid profile offline_access"),
+    ];
+    let answer = api::token(&portal.api, &pending.tenant, &form).await;
+    let now = portal.now();
+    let Some(tokens) = tokens_from(&answer, now) else {
+        return Redirect::to(&format!("/portal?error={}", html::encode(&answer.error_text())))
+            .into_response();
+    };
+    let tenant_id = tokens.tenant_id.clone();
+    portal.sessions.update(&session_id, |s| {
+        s.tokens.insert(tenant_id.clone(), tokens);
+    });
+    let target = if pending.return_to.is_empty() {
+        format!("/portal/t/{tenant_id}")
+    } else {
+        pending.return_to
+    };
+    Redirect::to(&target).into_response()
+}
+
+async fn sign_out(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    if let Some(id) = session::session_id(&headers) {
+        portal.sessions.remove(&id);
+    }
+    Redirect::to("/portal").into_response()
+}
+
+async fn switch(Query(query): Query<HashMap<String, String>>) -> Response {
+    let tenant = query.get("tenant").cloned().unwrap_or_default();
+    Redirect::to(&format!("/portal/t/{}", html::encode(&tenant))).into_response()
+}
+
+/// Sends the person to sign in to `tenant`, coming back to `return_to`.
+pub(crate) fn sign_in_first(tenant: &str, return_to: &str) -> Response {
+    Redirect::to(&format!(
+        "/portal/signin?tenant={}&return={}",
+        html::encode(tenant),
+        html::encode(return_to)
+    ))
+    .into_response()
+}
+
+/// A tenant's home: its subscriptions, and where to go.
+async fn home(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Response {
+    let mut visit = Visit::from(&portal, &headers);
+    if !visit.tokens.contains_key(&tenant) {
+        return sign_in_first(&tenant, &format!("/portal/t/{tenant}"));
+    }
+    let answer =
+        visit.arm(&tenant, None, Method::GET, "/subscriptions?api-version=2022-12-01", None).await;
+    let mut body = String::new();
+    if !answer.ok() {
+        body.push_str(&html::error(&answer.error_text()));
+    }
+    let rows: Vec<Vec<String>> = answer.body["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            vec![
+                escape(s["displayName"].as_str().unwrap_or_default()),
+                escape(s["subscriptionId"].as_str().unwrap_or_default()),
+            ]
+        })
+        .collect();
+    body.push_str("<h2>Subscriptions</h2>");
+    body.push_str(&html::table("subscriptions", &["Name", "Subscription id"], &rows));
+    body.push_str(&format!(
+        "<ul><li><a href=\"/portal/t/{0}/managers\">Network managers</a></li><li><a href=\"/portal/t/{0}/vnets\">Virtual networks</a></li></ul>",
+        escape(&tenant)
+    ));
+    visit.page("Home", &tenant, &body)
+}
+
+/// Redirects to the sign-in if the visit has no token for `tenant`.
+pub(crate) fn require_signed_in(visit: &Visit, tenant: &str, return_to: &str) -> Option<Response> {
+    (!visit.tokens.contains_key(tenant)).then(|| sign_in_first(tenant, return_to))
+}
+
+/// The subscriptions the person sees in `tenant`.
+pub(crate) async fn subscriptions(visit: &mut Visit, tenant: &str) -> Result<Vec<String>, String> {
+    let answer =
+        visit.arm(tenant, None, Method::GET, "/subscriptions?api-version=2022-12-01", None).await;
+    if !answer.ok() {
+        return Err(answer.error_text());
+    }
+    Ok(answer.body["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["subscriptionId"].as_str().map(str::to_owned))
+        .collect())
+}
