@@ -39,32 +39,59 @@ fn key(subscription: &str, id: &str) -> String {
 
 /// Stores an operation's outcome, for the status URLs.
 pub async fn record(ctx: &Ctx, subscription: &str, operation: &Operation) -> Result<(), ArmError> {
-    let body = json!({
-        "status": operation.status,
-        "error": operation.error.as_ref().map(|error| json!({
-            "code": error.code, "message": error.message, "status": error.status.as_u16(),
-        })),
-        "finalStatus": operation.final_status.as_u16(),
-        "finalBody": operation.final_body,
-        "startTime": identity::time::rfc3339(ctx.now),
-    })
-    .to_string();
-    let (id, tenant, now) =
-        (key(subscription, &operation.id), ctx.caller.tenant_id().to_owned(), ctx.now);
-    ctx.arm
-        .identity()
-        .store()
-        .write(move |tx| {
-            let write = ResourceWrite {
-                id: &id,
-                resource_type: OPERATION_TYPE,
-                tenant_id: &tenant,
-                body: &body,
-            };
-            tx.resource_put(write, &Precondition::Absent, now).map(|_| ())
-        })
-        .await?;
+    let write = Recording::new(ctx, subscription, operation);
+    ctx.arm.identity().store().write(move |tx| write.apply(tx)).await?;
     Ok(())
+}
+
+/// An operation record to write inside another transaction (the one that did the work), so the
+/// outcome and the work commit together.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    id: String,
+    tenant: String,
+    body: String,
+    now: store::Timestamp,
+}
+
+impl Recording {
+    pub fn new(ctx: &Ctx, subscription: &str, operation: &Operation) -> Recording {
+        let body = json!({
+            "status": operation.status,
+            "error": operation.error.as_ref().map(|error| json!({
+                "code": error.code, "message": error.message, "status": error.status.as_u16(),
+            })),
+            "finalStatus": operation.final_status.as_u16(),
+            "finalBody": operation.final_body,
+            "startTime": identity::time::rfc3339(ctx.now),
+        })
+        .to_string();
+        Recording {
+            id: key(subscription, &operation.id),
+            tenant: ctx.caller.tenant_id().to_owned(),
+            body,
+            now: ctx.now,
+        }
+    }
+
+    pub fn apply(&self, tx: &mut store::WriteTx<'_>) -> Result<(), store::error::StoreError> {
+        let write = ResourceWrite {
+            id: &self.id,
+            resource_type: OPERATION_TYPE,
+            tenant_id: &self.tenant,
+            body: &self.body,
+        };
+        tx.resource_put(write, &Precondition::Absent, self.now).map(|_| ())
+    }
+}
+
+/// The URL of an operation under a subscription's `Microsoft.Network/locations/{location}`.
+pub fn network_url(ctx: &Ctx, subscription: &str, location: &str, kind: &str, id: &str) -> String {
+    format!(
+        "{}/subscriptions/{subscription}/providers/Microsoft.Network/locations/{location}/{kind}/{id}?api-version={}",
+        ctx.arm.identity().origin(),
+        ctx.query.get("api-version").map_or("", String::as_str)
+    )
 }
 
 /// The stored record of an operation, if there is one.

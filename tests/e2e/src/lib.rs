@@ -70,14 +70,12 @@ fn fingerprint(text: &str) -> String {
 
 /// A directory holding the portal test's scripts with their npm packages installed (from
 /// `portal/package.json`, pinned), created on first use under `target/` and reused while the
-/// package list is unchanged. The scripts are copied in on every call.
+/// package list is unchanged. The script is copied in on every call.
 pub fn portal_scripts() -> Result<PathBuf, String> {
     static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(build_node_modules).clone()?;
-    for script in ["flow.mjs"] {
-        std::fs::copy(e2e_dir().join("portal").join(script), dir.join(script))
-            .map_err(|error| format!("copying {script}: {error}"))?;
-    }
+    std::fs::copy(e2e_dir().join("portal/flow.mjs"), dir.join("flow.mjs"))
+        .map_err(|error| format!("copying flow.mjs: {error}"))?;
     Ok(dir)
 }
 

@@ -346,14 +346,9 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
         }
         Method::PUT => {
             let body = ctx.json_body()?;
-            let (doc, created) = write(ctx, &id, &body).await?;
-            respond_async(
-                ctx,
-                &doc,
-                if created { StatusCode::CREATED } else { StatusCode::OK },
-                &doc.served(),
-            )
-            .await
+            let (doc, created, operation) = write(ctx, &id, &body).await?;
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(respond_async(ctx, &doc, &operation, status, &doc.served()))
         }
         Method::PATCH => {
             let body = ctx.json_body()?;
@@ -377,31 +372,20 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
     }
 }
 
-/// A 200/201 with `Azure-AsyncOperation` naming the (finished) operation, as the az CLI polls.
-async fn respond_async(
+/// A 200/201 with `Azure-AsyncOperation` naming the (finished, recorded) operation `operation`,
+/// as the az CLI polls.
+fn respond_async(
     ctx: &Ctx,
     doc: &Doc,
+    operation: &str,
     status: StatusCode,
     body: &Value,
-) -> Result<Response, ArmError> {
-    let operation = Operation {
-        id: Operation::new_id(),
-        status: "Succeeded",
-        error: None,
-        final_status: StatusCode::OK,
-        final_body: None,
-    };
+) -> Response {
     let subscription = docs::subscription_of(&doc.id);
-    operation::record(ctx, &subscription, &operation).await?;
-    let url = format!(
-        "{}/subscriptions/{subscription}/providers/Microsoft.Network/locations/{}/operations/{}?api-version={}",
-        ctx.arm.identity().origin(),
-        doc.body["location"].as_str().unwrap_or("global"),
-        operation.id,
-        ctx.query.get("api-version").map_or("", String::as_str)
-    );
+    let location = doc.body["location"].as_str().unwrap_or("global");
+    let url = operation::network_url(ctx, &subscription, location, "operations", operation);
     let response = operation::with_header(json(status, body), "azure-asyncoperation", &url);
-    Ok(operation::with_header(response, "retry-after", "1"))
+    operation::with_header(response, "retry-after", "1")
 }
 
 async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
@@ -459,7 +443,7 @@ struct PoolFacts {
 }
 
 /// Checks a VNet PUT body and applies it. Returns the stored document and whether it was created.
-async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool), ArmError> {
+async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool, String), ArmError> {
     let name = id.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name.len() > 64 {
         return Err(invalid_field("name", "must be 1 to 64 characters"));
@@ -557,11 +541,24 @@ async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool), ArmErro
         ctx.ids.request_id.clone(),
     );
     let id = id.to_owned();
+    // The operation's record commits with the work it describes.
+    let operation_id = Operation::new_id();
+    let finished = Operation {
+        id: operation_id.clone(),
+        status: "Succeeded",
+        error: None,
+        final_status: StatusCode::OK,
+        final_body: None,
+    };
+    let recording = operation::Recording::new(ctx, &docs::subscription_of(&id), &finished);
     ctx.arm
         .identity()
         .store()
         .write(move |tx| {
-            apply(tx, &id, &spec, &tenant, &precondition, Change { now, request_id: &request_id })
+            let change = Change { now, request_id: &request_id };
+            let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change)?;
+            recording.apply(tx)?;
+            Ok((doc, created, operation_id.clone()))
         })
         .await
 }
@@ -913,7 +910,7 @@ pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
                 return Ok(operation::empty(StatusCode::NO_CONTENT));
             }
             body["properties"]["subnets"] = json!(list);
-            let (written, _) = write(ctx, &id, &body).await?;
+            let (written, _, operation) = write(ctx, &id, &body).await?;
             if ctx.method == Method::DELETE {
                 return Ok(operation::empty(StatusCode::OK));
             }
@@ -925,13 +922,8 @@ pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
                         .cloned()
                 })
                 .unwrap_or(Value::Null);
-            respond_async(
-                ctx,
-                &written,
-                if created { StatusCode::CREATED } else { StatusCode::OK },
-                &subnet,
-            )
-            .await
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(respond_async(ctx, &written, &operation, status, &subnet))
         }
         _ => Err(crate::dispatch::method_not_allowed(ctx)),
     }
