@@ -385,3 +385,32 @@ pub(crate) async fn subscriptions(visit: &mut Visit, tenant: &str) -> Result<Vec
         .filter_map(|s| s["subscriptionId"].as_str().map(str::to_owned))
         .collect())
 }
+
+/// The resources of type `kind` (e.g. `virtualNetworks`) in every subscription the person sees in
+/// `tenant`, each with its subscription, and the errors met on the way as HTML.
+pub(crate) async fn across_subscriptions(
+    visit: &mut Visit,
+    tenant: &str,
+    kind: &str,
+) -> (Vec<(String, Value)>, String) {
+    let mut errors = String::new();
+    let mut found = Vec::new();
+    match subscriptions(visit, tenant).await {
+        Err(error) => errors.push_str(&html::error(&error)),
+        Ok(subscriptions) => {
+            for subscription in subscriptions {
+                let path = format!(
+                    "/subscriptions/{subscription}/providers/Microsoft.Network/{kind}?api-version=2025-07-01"
+                );
+                let answer = visit.arm(tenant, None, Method::GET, &path, None).await;
+                if !answer.ok() {
+                    errors.push_str(&html::error(&answer.error_text()));
+                }
+                for item in answer.body["value"].as_array().into_iter().flatten() {
+                    found.push((subscription.clone(), item.clone()));
+                }
+            }
+        }
+    }
+    (found, errors)
+}

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
 use crate::html::{self, encode, escape, list, name_of};
-use crate::{Portal, Visit, require_signed_in, sign_in_first, subscriptions};
+use crate::{Portal, Visit, across_subscriptions, require_signed_in, sign_in_first};
 
 const NET: &str = "api-version=2025-07-01";
 
@@ -61,35 +61,23 @@ pub async fn managers(
     {
         return redirect;
     }
-    let mut body = String::new();
-    let mut rows = Vec::new();
-    match subscriptions(&mut visit, &tenant).await {
-        Err(error) => body.push_str(&html::error(&error)),
-        Ok(subscriptions) => {
-            for subscription in subscriptions {
-                let path = format!(
-                    "/subscriptions/{subscription}/providers/Microsoft.Network/networkManagers?{NET}"
-                );
-                let answer = visit.arm(&tenant, None, Method::GET, &path, None).await;
-                if !answer.ok() {
-                    body.push_str(&html::error(&answer.error_text()));
-                }
-                for manager in answer.body["value"].as_array().into_iter().flatten() {
-                    let id = manager["id"].as_str().unwrap_or_default();
-                    rows.push(vec![
-                        format!(
-                            "<a href=\"/portal/t/{}/manager?id={}\">{}</a>",
-                            escape(&tenant),
-                            encode(id),
-                            escape(name_of(id))
-                        ),
-                        escape(manager["location"].as_str().unwrap_or_default()),
-                        escape(&subscription),
-                    ]);
-                }
-            }
-        }
-    }
+    let (managers, mut body) = across_subscriptions(&mut visit, &tenant, "networkManagers").await;
+    let rows: Vec<Vec<String>> = managers
+        .iter()
+        .map(|(subscription, manager)| {
+            let id = manager["id"].as_str().unwrap_or_default();
+            vec![
+                format!(
+                    "<a href=\"/portal/t/{}/manager?id={}\">{}</a>",
+                    escape(&tenant),
+                    encode(id),
+                    escape(name_of(id))
+                ),
+                escape(manager["location"].as_str().unwrap_or_default()),
+                escape(subscription),
+            ]
+        })
+        .collect();
     body.push_str(&html::table("managers", &["Name", "Region", "Subscription"], &rows));
     visit.page("Network managers", &tenant, &body)
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::html::{self, encode, escape, name_of};
 use crate::pools::{field, form_pairs};
-use crate::{Portal, Visit, require_signed_in, subscriptions};
+use crate::{Portal, Visit, across_subscriptions, require_signed_in, subscriptions};
 
 const NET: &str = "api-version=2025-07-01";
 
@@ -30,34 +30,24 @@ pub async fn list(
     let t = escape(&tenant);
     let mut body =
         format!("<p><a id=\"create-vnet\" href=\"/portal/t/{t}/vnet/new\">+ Create</a></p>");
-    let mut rows = Vec::new();
-    match subscriptions(&mut visit, &tenant).await {
-        Err(error) => body.push_str(&html::error(&error)),
-        Ok(subscriptions) => {
-            for subscription in subscriptions {
-                let path = format!(
-                    "/subscriptions/{subscription}/providers/Microsoft.Network/virtualNetworks?{NET}"
-                );
-                let answer = visit.arm(&tenant, None, Method::GET, &path, None).await;
-                if !answer.ok() {
-                    body.push_str(&html::error(&answer.error_text()));
-                }
-                for vnet in answer.body["value"].as_array().into_iter().flatten() {
-                    let id = vnet["id"].as_str().unwrap_or_default();
-                    rows.push(vec![
-                        format!(
-                            "<a href=\"/portal/t/{t}/vnet?id={}\">{}</a>",
-                            encode(id),
-                            escape(name_of(id))
-                        ),
-                        html::list(&vnet["properties"]["addressSpace"]["addressPrefixes"]),
-                        escape(vnet["location"].as_str().unwrap_or_default()),
-                        escape(&subscription),
-                    ]);
-                }
-            }
-        }
-    }
+    let (vnets, errors) = across_subscriptions(&mut visit, &tenant, "virtualNetworks").await;
+    body.push_str(&errors);
+    let rows: Vec<Vec<String>> = vnets
+        .iter()
+        .map(|(subscription, vnet)| {
+            let id = vnet["id"].as_str().unwrap_or_default();
+            vec![
+                format!(
+                    "<a href=\"/portal/t/{t}/vnet?id={}\">{}</a>",
+                    encode(id),
+                    escape(name_of(id))
+                ),
+                html::list(&vnet["properties"]["addressSpace"]["addressPrefixes"]),
+                escape(vnet["location"].as_str().unwrap_or_default()),
+                escape(subscription),
+            ]
+        })
+        .collect();
     body.push_str(&html::table(
         "virtual-networks",
         &["Name", "Address space", "Region", "Subscription"],
