@@ -77,6 +77,7 @@ async fn run_as(
         body,
         caller,
         ids,
+        assignments: std::sync::OnceLock::new(),
     };
     match target {
         Some(Target::ResourceGroups { subscription }) => groups::list(&ctx, &subscription).await,

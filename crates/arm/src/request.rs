@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 use store::Timestamp;
-use store::authorization::SubscriptionRecord;
+use store::authorization::{RoleAssignmentRecord, SubscriptionRecord};
 use store::resource::Precondition;
 
 use crate::api_version::ApiVersions;
@@ -29,6 +29,8 @@ pub struct Ctx {
     pub caller: Caller,
     pub ids: RequestIds,
     pub now: Timestamp,
+    /// The caller's role assignments, read once per request (with the subscription).
+    pub assignments: std::sync::OnceLock<Vec<RoleAssignmentRecord>>,
 }
 
 impl Ctx {
@@ -65,9 +67,20 @@ impl Ctx {
 
     /// The subscription addressed, which must exist and belong to the token's tenant.
     pub async fn subscription(&self, id: &str) -> Result<SubscriptionRecord, ArmError> {
-        let lookup = id.to_owned();
-        let subscription =
-            self.arm.identity().store().read(move |tx| tx.subscription_get(&lookup)).await?;
+        let (lookup, principal) = (id.to_owned(), self.caller.object_id().to_owned());
+        // The caller's assignments come along: nearly every request checks a role next.
+        let (subscription, assignments) = self
+            .arm
+            .identity()
+            .store()
+            .read(move |tx| {
+                Ok::<_, store::error::StoreError>((
+                    tx.subscription_get(&lookup)?,
+                    tx.role_assignments_for_principal(&principal)?,
+                ))
+            })
+            .await?;
+        let _ = self.assignments.set(assignments);
         let subscription = subscription.ok_or_else(|| {
             ArmError::new(
                 StatusCode::NOT_FOUND,
@@ -89,6 +102,9 @@ impl Ctx {
 
     /// Whether the caller's roles grant `action` on `scope`.
     pub async fn allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
+        if let Some(assignments) = self.assignments.get() {
+            return Ok(rbac::allows(assignments, action, scope));
+        }
         let principal = self.caller.object_id().to_owned();
         let assignments = self
             .arm
@@ -96,7 +112,9 @@ impl Ctx {
             .store()
             .read(move |tx| tx.role_assignments_for_principal(&principal))
             .await?;
-        Ok(rbac::allows(&assignments, action, scope))
+        let allowed = rbac::allows(&assignments, action, scope);
+        let _ = self.assignments.set(assignments);
+        Ok(allowed)
     }
 
     /// `systemData` for a resource created (or last changed) by this request.

@@ -7,7 +7,10 @@
 //! accepts any identity of the pool's tenant that holds the action, as in the seeds' removal
 //! step, where a user of A releases what an application of B took (docs/network.md).
 
+use std::collections::HashMap;
+
 use axum::http::StatusCode;
+use store::authorization::RoleAssignmentRecord;
 
 use crate::auth::{Caller, PrincipalKind, authenticate};
 use crate::error::ArmError;
@@ -74,39 +77,34 @@ pub struct Check<'a> {
     pub action: &'a str,
 }
 
-pub async fn authorize(
+/// Checks that the caller may use the linked action on `pool_id`, a pool in `pool_tenant`: as
+/// itself in its own tenant, or through an auxiliary token for that tenant. `assignments` has
+/// the role assignments of the caller and of each auxiliary principal, by object id.
+pub fn authorize(
     ctx: &Ctx,
     auxiliary: &[Caller],
+    assignments: &HashMap<String, Vec<RoleAssignmentRecord>>,
     check: &Check<'_>,
     pool_id: &str,
     pool_tenant: &str,
 ) -> Result<(), ArmError> {
-    let (same_identity, linked_action) = (check.same_identity, check.action);
-    let (primary_action, primary_scope) = (check.primary_action, check.primary_scope);
     let principal = if ctx.caller.tenant_id().eq_ignore_ascii_case(pool_tenant) {
-        Some(ctx.caller.object_id().to_owned())
+        Some(ctx.caller.object_id())
     } else {
         auxiliary
             .iter()
             .filter(|aux| aux.tenant_id().eq_ignore_ascii_case(pool_tenant))
-            .find(|aux| !same_identity || same_identity_as(&ctx.caller, aux))
-            .map(|aux| aux.object_id().to_owned())
+            .find(|aux| !check.same_identity || same_identity_as(&ctx.caller, aux))
+            .map(Caller::object_id)
     };
-    let allowed = match principal {
-        Some(principal) => {
-            let assignments = ctx
-                .arm
-                .identity()
-                .store()
-                .read(move |tx| tx.role_assignments_for_principal(&principal))
-                .await?;
-            crate::rbac::allows(&assignments, linked_action, pool_id)
-        }
-        None => false,
-    };
+    let allowed = principal
+        .and_then(|principal| assignments.get(principal))
+        .is_some_and(|held| crate::rbac::allows(held, check.action, pool_id));
     if allowed {
         return Ok(());
     }
+    let (primary_action, primary_scope, linked_action) =
+        (check.primary_action, check.primary_scope, check.action);
     Err(ArmError::new(
         StatusCode::FORBIDDEN,
         "LinkedAuthorizationFailed",

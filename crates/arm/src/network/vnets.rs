@@ -7,7 +7,7 @@
 //! allocator, subnets are carved from the VNet's space, and the document is written. A subnet
 //! PUT or DELETE rewrites its VNet through the same path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -19,6 +19,7 @@ use ipam::tree::{PoolSpec, PoolTree, TreeConfig};
 use ipam::usage::Holder;
 use serde_json::{Value, json};
 use store::WriteTx;
+use store::authorization::RoleAssignmentRecord;
 use store::error::StoreError;
 use store::pool::{Change, Owner};
 use store::resource::Precondition;
@@ -300,8 +301,9 @@ fn changes(spec: &VnetSpec, existing: Option<&Doc>) -> (Vec<String>, Vec<String>
     (associate, release)
 }
 
-/// The VNet id of a path, in the casing of its resource group and the VNet's creation.
-async fn vnet_id(ctx: &Ctx, reference: &ResourceRef) -> Result<String, ArmError> {
+/// The VNet id of a path, in the casing of its resource group and the VNet's creation, and the
+/// VNet if it exists.
+async fn vnet_id(ctx: &Ctx, reference: &ResourceRef) -> Result<(String, Option<Doc>), ArmError> {
     let group = reference.resource_group.as_deref().unwrap_or_default();
     let group = crate::groups::require(ctx, &reference.subscription, group).await?;
     let id = format!(
@@ -309,7 +311,8 @@ async fn vnet_id(ctx: &Ctx, reference: &ResourceRef) -> Result<String, ArmError>
         group["id"].as_str().unwrap_or_default(),
         reference.names()[0]
     );
-    Ok(docs::load(ctx, VNET_TYPE, &id).await?.map_or(id, |doc| doc.id))
+    let existing = docs::load(ctx, VNET_TYPE, &id).await?;
+    Ok((existing.as_ref().map_or(id, |doc| doc.id.clone()), existing))
 }
 
 pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
@@ -337,24 +340,22 @@ pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErr
 
 pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     ctx.api_version(&super::API_VERSIONS)?;
-    let id = vnet_id(ctx, reference).await?;
+    let (id, existing) = vnet_id(ctx, reference).await?;
     ctx.authorize(&super::action(&["virtualNetworks"], &ctx.method), &id).await?;
     match ctx.method {
-        Method::GET => {
-            let doc = docs::load(ctx, VNET_TYPE, &id).await?;
-            Ok(json(StatusCode::OK, &doc.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?.served()))
-        }
+        Method::GET => Ok(json(
+            StatusCode::OK,
+            &existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?.served(),
+        )),
         Method::PUT => {
             let body = ctx.json_body()?;
-            let (doc, created, operation) = write(ctx, &id, &body).await?;
+            let (doc, created, operation) = write(ctx, &id, existing, &body).await?;
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(respond_async(ctx, &doc, &operation, status, &doc.served()))
         }
         Method::PATCH => {
             let body = ctx.json_body()?;
-            let existing = docs::load(ctx, VNET_TYPE, &id)
-                .await?
-                .ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
+            let existing = existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
             let mut document = existing.body.clone();
             document["tags"] = docs::tags(&body, Some(&existing))?;
             let (tenant, now, precondition) =
@@ -443,22 +444,40 @@ struct PoolFacts {
 }
 
 /// Checks a VNet PUT body and applies it. Returns the stored document and whether it was created.
-async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool, String), ArmError> {
+/// What the checks before a VNet write read from the store, in one read transaction.
+struct Found {
+    /// The tenant owning each linked pool's subscription, by the pool id as written.
+    tenants: HashMap<String, Option<String>>,
+    /// Role assignments of the caller and of each auxiliary principal, by object id.
+    assignments: HashMap<String, Vec<RoleAssignmentRecord>>,
+    /// The pools asked of, or the first reason one can't be used.
+    facts: Result<Vec<PoolFacts>, ArmError>,
+}
+
+async fn write(
+    ctx: &Ctx,
+    id: &str,
+    existing: Option<Doc>,
+    body: &Value,
+) -> Result<(Doc, bool, String), ArmError> {
     let name = id.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name.len() > 64 {
         return Err(invalid_field("name", "must be 1 to 64 characters"));
     }
-    let existing = docs::load(ctx, VNET_TYPE, id).await?;
     let spec = parse_vnet(body, existing.as_ref())?;
     let auxiliary = linked::auxiliary(ctx).await?;
     let (associate, release) = changes(&spec, existing.as_ref());
-    let primary_action = "Microsoft.Network/virtualNetworks/write";
+    let found = find(ctx, id, &spec, &associate, &release, &auxiliary).await?;
+    let tenant_of = |pool_id: &str| -> Result<String, ArmError> {
+        found.tenants.get(pool_id).cloned().flatten().ok_or_else(|| pool_not_found(pool_id))
+    };
     // Auxiliary tokens are for the tenants of the pools the request links to; one for any other
     // tenant is refused, as ARM refuses a token it cannot use.
-    let mut linked_tenants = Vec::new();
-    for pool_id in associate.iter().chain(&release) {
-        linked_tenants.push(pool_tenant(ctx, pool_id).await?);
-    }
+    let linked_tenants = associate
+        .iter()
+        .chain(&release)
+        .map(|pool| tenant_of(pool))
+        .collect::<Result<Vec<_>, _>>()?;
     if !linked_tenants.is_empty()
         && let Some(stray) = auxiliary
             .iter()
@@ -476,52 +495,25 @@ async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool, String),
             &format!("{origin}/{}", linked_tenants[0]),
         ));
     }
+    let primary_action = "Microsoft.Network/virtualNetworks/write";
     for (pools, action, same_identity) in
         [(&associate, linked::ASSOCIATE, true), (&release, linked::DISASSOCIATE, false)]
     {
         for pool_id in pools {
-            let tenant = pool_tenant(ctx, pool_id).await?;
             let check = linked::Check { same_identity, primary_action, primary_scope: id, action };
-            linked::authorize(ctx, &auxiliary, &check, pool_id, &tenant).await?;
+            linked::authorize(
+                ctx,
+                &auxiliary,
+                &found.assignments,
+                &check,
+                pool_id,
+                &tenant_of(pool_id)?,
+            )?;
         }
     }
     // Every pool asked of must exist, be in a manager whose scope holds this VNet's
     // subscription (for new or grown allocations), and no two may share an IP family.
-    let (vnet_subscription, vnet_tenant) =
-        (docs::subscription_of(id), ctx.caller.tenant_id().to_owned());
-    let (asks, touched) = (spec.asks.clone(), associate.clone());
-    let facts = ctx
-        .arm
-        .identity()
-        .store()
-        .read(move |tx| {
-            let mut facts = Vec::new();
-            for ask in &asks {
-                let Some(pool) = docs::get(tx, POOL_TYPE, &ask.pool_id)? else { return Ok(Err(pool_not_found(&ask.pool_id))) };
-                let Some(record) = super::pools::record(tx, &pool.id)? else { return Ok(Err(pool_not_found(&ask.pool_id))) };
-                if touched.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id)) {
-                    let manager_id = &pool.id[..pool.id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool.id.len())];
-                    let manager = docs::get(tx, super::MANAGER_TYPE, manager_id)?;
-                    let in_scope = match &manager {
-                        Some(manager) => super::managers::in_scope(tx, manager, &vnet_subscription, &vnet_tenant)?,
-                        None => false,
-                    };
-                    if !in_scope {
-                        return Ok(Err(ArmError::new(
-                            StatusCode::FORBIDDEN,
-                            "SubscriptionNotInNetworkManagerScope",
-                            format!(
-                                "The subscription '{vnet_subscription}' is not in the scope of network manager '{manager_id}', which owns pool '{}'. Add the subscription to the manager's scopes, or connect it: a scope connection under the manager and a network manager connection in the subscription.",
-                                pool.id
-                            ),
-                        )));
-                    }
-                }
-                facts.push(PoolFacts { family: record.family() });
-            }
-            Ok::<_, StoreError>(Ok(facts))
-        })
-        .await??;
+    let facts = found.facts?;
     for (at, fact) in facts.iter().enumerate() {
         if facts[..at].iter().any(|other| other.family == fact.family) {
             return Err(ArmError::new(
@@ -563,11 +555,85 @@ async fn write(ctx: &Ctx, id: &str, body: &Value) -> Result<(Doc, bool, String),
         .await
 }
 
-async fn pool_tenant(ctx: &Ctx, pool_id: &str) -> Result<String, ArmError> {
-    let subscription = docs::subscription_of(pool_id);
-    let record =
-        ctx.arm.identity().store().read(move |tx| tx.subscription_get(&subscription)).await?;
-    record.map(|record| record.tenant_id).ok_or_else(|| pool_not_found(pool_id))
+/// Reads, in one transaction, what the checks of a VNet write need: the linked pools' tenants,
+/// the role assignments of the caller and its auxiliary principals, and the pools' facts.
+async fn find(
+    ctx: &Ctx,
+    vnet_id: &str,
+    spec: &VnetSpec,
+    associate: &[String],
+    release: &[String],
+    auxiliary: &[crate::auth::Caller],
+) -> Result<Found, ArmError> {
+    let linked: Vec<String> = associate.iter().chain(release).cloned().collect();
+    let mut principals: Vec<String> =
+        auxiliary.iter().map(|aux| aux.object_id().to_owned()).collect();
+    principals.push(ctx.caller.object_id().to_owned());
+    let (vnet_subscription, vnet_tenant) =
+        (docs::subscription_of(vnet_id), ctx.caller.tenant_id().to_owned());
+    let (asks, touched) = (spec.asks.clone(), associate.to_vec());
+    Ok(ctx
+        .arm
+        .identity()
+        .store()
+        .read(move |tx| {
+            let mut tenants = HashMap::new();
+            for pool_id in &linked {
+                let subscription = tx.subscription_get(&docs::subscription_of(pool_id))?;
+                tenants.insert(pool_id.clone(), subscription.map(|s| s.tenant_id));
+            }
+            let mut assignments = HashMap::new();
+            for principal in &principals {
+                assignments
+                    .insert(principal.clone(), tx.role_assignments_for_principal(principal)?);
+            }
+            let facts = pool_facts(tx, &asks, &touched, &vnet_subscription, &vnet_tenant)?;
+            Ok::<_, StoreError>(Found { tenants, assignments, facts })
+        })
+        .await?)
+}
+
+/// The asked pools' families; a pool that is missing, or (for a new or grown allocation) whose
+/// manager's scope lacks the VNet's subscription, is the error.
+fn pool_facts(
+    tx: &mut store::ReadTx<'_>,
+    asks: &[PoolAsk],
+    touched: &[String],
+    vnet_subscription: &str,
+    vnet_tenant: &str,
+) -> Result<Result<Vec<PoolFacts>, ArmError>, StoreError> {
+    let mut facts = Vec::new();
+    for ask in asks {
+        let Some(pool) = docs::get(tx, POOL_TYPE, &ask.pool_id)? else {
+            return Ok(Err(pool_not_found(&ask.pool_id)));
+        };
+        let Some(record) = super::pools::record(tx, &pool.id)? else {
+            return Ok(Err(pool_not_found(&ask.pool_id)));
+        };
+        if touched.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id)) {
+            let manager_id = &pool.id
+                [..pool.id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool.id.len())];
+            let manager = docs::get(tx, super::MANAGER_TYPE, manager_id)?;
+            let in_scope = match &manager {
+                Some(manager) => {
+                    super::managers::in_scope(tx, manager, vnet_subscription, vnet_tenant)?
+                }
+                None => false,
+            };
+            if !in_scope {
+                return Ok(Err(ArmError::new(
+                    StatusCode::FORBIDDEN,
+                    "SubscriptionNotInNetworkManagerScope",
+                    format!(
+                        "The subscription '{vnet_subscription}' is not in the scope of network manager '{manager_id}', which owns pool '{}'. Add the subscription to the manager's scopes, or connect it: a scope connection under the manager and a network manager connection in the subscription.",
+                        pool.id
+                    ),
+                )));
+            }
+        }
+        facts.push(PoolFacts { family: record.family() });
+    }
+    Ok(Ok(facts))
 }
 
 fn pool_not_found(pool_id: &str) -> ArmError {
@@ -864,22 +930,20 @@ fn carve(
 
 pub async fn subnet_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     ctx.api_version(&super::API_VERSIONS)?;
-    let id = vnet_id(ctx, reference).await?;
+    let (id, existing) = vnet_id(ctx, reference).await?;
     ctx.authorize("Microsoft.Network/virtualNetworks/subnets/read", &id).await?;
-    let doc =
-        docs::load(ctx, VNET_TYPE, &id).await?.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
+    let doc = existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
     let value = doc.body["properties"]["subnets"].clone();
     Ok(json(StatusCode::OK, &json!({ "value": if value.is_array() { value } else { json!([]) } })))
 }
 
 pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     ctx.api_version(&super::API_VERSIONS)?;
-    let id = vnet_id(ctx, reference).await?;
+    let (id, existing) = vnet_id(ctx, reference).await?;
     let name = reference.names()[1].to_owned();
     let subnet_id = format!("{id}/subnets/{name}");
     ctx.authorize(&super::action(&["virtualNetworks", "subnets"], &ctx.method), &subnet_id).await?;
-    let doc =
-        docs::load(ctx, VNET_TYPE, &id).await?.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
+    let doc = existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
     let subnets = doc.body["properties"]["subnets"].as_array().cloned().unwrap_or_default();
     let at = subnets
         .iter()
@@ -910,7 +974,7 @@ pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
                 return Ok(operation::empty(StatusCode::NO_CONTENT));
             }
             body["properties"]["subnets"] = json!(list);
-            let (written, _, operation) = write(ctx, &id, &body).await?;
+            let (written, _, operation) = write(ctx, &id, Some(doc.clone()), &body).await?;
             if ctx.method == Method::DELETE {
                 return Ok(operation::empty(StatusCode::OK));
             }
