@@ -275,12 +275,24 @@ where
 {
     let (prefix, after) = (prefix.to_owned(), ctx.skip_token().map(str::to_owned));
     let (principal, action) = (ctx.caller.object_id().to_owned(), read_action.to_owned());
+    // `skip` (the pool and static CIDR lists' offset) skips that many before the page.
+    let skip = match ctx.query.get("skip").or_else(|| ctx.query.get("$skip")) {
+        None => 0,
+        Some(text) => text.parse::<usize>().ok().filter(|skip| *skip <= 100_000).ok_or_else(|| {
+            ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                format!("The value '{text}' of 'skip' is invalid: it must be an integer from 0 to 100000."),
+            )
+        })?,
+    };
     let (value, last) = ctx
         .arm
         .identity()
         .store()
         .read(move |tx| {
-            let page = list(tx, kind, &prefix, after.as_deref(), top)?;
+            let mut page = list(tx, kind, &prefix, after.as_deref(), skip + top)?;
+            page.drain(..skip.min(page.len()));
             let assignments = tx.role_assignments_for_principal(&principal)?;
             let last = (page.len() == top)
                 .then(|| page.last().map(|doc| doc.id.to_ascii_lowercase()))

@@ -329,6 +329,11 @@ both_backends! {
         assert_eq!(list.body["value"].as_array().unwrap().len(), 1);
         let next = call(server, Method::GET, list.body["nextLink"].as_str().unwrap(), &admin_a, None, &[]).await;
         assert_eq!(next.body["value"][0]["name"], "pool", "{}", next.body);
+        let skipped = call(server, Method::GET, &format!("{manager}/ipamPools?{NET}&skip=1&top=50"), &admin_a, None, &[]).await;
+        assert_eq!(skipped.body["value"].as_array().unwrap().len(), 1);
+        assert_eq!(skipped.body["value"][0]["name"], "pool");
+        let bad_skip = call(server, Method::GET, &format!("{manager}/ipamPools?{NET}&skip=-1"), &admin_a, None, &[]).await;
+        assert_eq!(bad_skip.status, 400);
 
         // Static CIDRs: by count (the lowest free aligned block), by prefix, never both.
         let cidr_url = |name: &str| format!("{manager}/ipamPools/child/staticCidrs/{name}?{NET}");
