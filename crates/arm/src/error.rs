@@ -79,6 +79,8 @@ impl From<StoreError> for ArmError {
                 "AnotherOperationInProgress",
                 "Another operation on this resource is in progress; retry the request.",
             ),
+            // The allocator's refusals are the client's to fix, wherever they surface.
+            StoreError::Ipam(error) => crate::network::ipam_error(&error),
             StoreError::EtagMismatch { id, expected } => ArmError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "PreconditionFailed",

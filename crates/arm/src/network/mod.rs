@@ -26,7 +26,7 @@ use crate::operation;
 use crate::path::ResourceRef;
 use crate::request::Ctx;
 
-pub use docs::{MANAGER_TYPE, POOL_TYPE, STATIC_CIDR_TYPE, VNET_TYPE};
+pub use docs::{MANAGER_TYPE, POOL_TYPE, STATIC_CIDR_TYPE, VNET_TYPE, ipam_error};
 
 /// The api-versions of the network resources: every stable version from 2022-07-01 (the seeds'
 /// VNet PUT) to 2026-01-01.

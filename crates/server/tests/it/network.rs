@@ -620,3 +620,50 @@ async fn two_server_processes_share_postgres_without_overlaps() {
     .join()
     .unwrap();
 }
+
+both_backends! {
+    async fn client_input_never_causes_a_server_error(server: &TestServer) {
+        let admin = token(server, "A", "admin").await;
+        let manager = server.demo("A", "network_manager_id");
+        let pool = server.demo("A", "pool_id");
+        let vnet = server.demo("B", "vnet_id").replace(&server.demo("B", "subscription_id"), &server.demo("A", "subscription_id")).replace("rg-b", "rg-a");
+        let subscription = server.demo("A", "subscription_id");
+        let paths = [
+            format!("{pool}/staticCidrs/x"),
+            format!("{vnet}/subnets/s"),
+            vnet.clone(),
+            format!("{manager}/scopeConnections/c"),
+            format!("/subscriptions/{subscription}/providers/Microsoft.Network/networkManagerConnections/c"),
+            format!("/subscriptions/{subscription}/resourceGroups/rg-x"),
+            format!("{pool}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4()),
+            format!("{pool}/getPoolUsage"),
+            format!("{manager}/ipamPools/p2"),
+            format!("/subscriptions/{subscription}/resourceGroups/rg-a/providers/Microsoft.Network/%zz/%00"),
+            format!("/subscriptions/{subscription}/resourceGroups/rg-a/providers/Microsoft.Network/virtualNetworks/{}", "v".repeat(300)),
+            pool.clone(),
+            manager.clone(),
+        ];
+        let bodies = [
+            "", "null", "[]", "{", "\"x\"", "{\"properties\": 5}", "{\"location\": [], \"tags\": 3}",
+            "{\"location\": \"x\", \"properties\": {\"addressSpace\": {\"ipamPoolPrefixAllocations\": [{}, null, 5]}, \"subnets\": [7, {\"name\": 1}]}}",
+            "{\"location\": \"x\", \"properties\": {\"addressPrefixes\": [\"::/0\", \"0.0.0.0/0\", \"10.0.0.0/99\", 7], \"parentPoolName\": \"nope\"}}",
+            "{\"location\": \"x\", \"properties\": {\"addressSpace\": {\"ipamPoolPrefixAllocations\": [{\"numberOfIpAddresses\": \"340282366920938463463374607431768211456\", \"pool\": {\"id\": \"/subscriptions/x\"}}]}}}",
+            "{\"properties\": {\"numberOfIPAddressesToAllocate\": \"-1\", \"tenantId\": \"not-a-guid\", \"resourceId\": [], \"networkManagerId\": \"/x\", \"roleDefinitionId\": 5, \"principalId\": null}}",
+        ];
+        for path in &paths {
+            for method in [Method::PUT, Method::PATCH, Method::POST, Method::GET, Method::DELETE] {
+                for body in bodies {
+                    let url = server.url(&format!("{path}?{NET}"));
+                    let response = server.client.request(method.clone(), url).bearer_auth(&admin).header("content-type", "application/json").body(body).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let text = response.text().await.unwrap();
+                    assert!(status < 500, "{method} {path} with {body}: {status} {text}");
+                    if status >= 400 {
+                        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+                        assert!(error["error"]["code"].is_string() && error["error"]["message"].is_string(), "{text}");
+                    }
+                }
+            }
+        }
+    }
+}
