@@ -548,8 +548,10 @@ async fn write(
         .store()
         .write(move |tx| {
             let change = Change { now, request_id: &request_id };
-            let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change)?;
+            // Recorded first: a pool's tree lock, taken while allocating, is then held for fewer
+            // statements (the transaction commits or rolls back as one either way).
             recording.apply(tx)?;
+            let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change)?;
             Ok((doc, created, operation_id.clone()))
         })
         .await
@@ -678,10 +680,13 @@ fn apply(
             .fold(AddressCount::ZERO, |sum, b| sum.add_disjoint(b.size()));
         let want = rounded(record.family(), ask.count)?;
         let owner = Owner { id, tenant };
+        let mut now_held: Vec<Prefix> = mine.iter().flat_map(|a| a.blocks().to_vec()).collect();
         if want > have {
             let more = want.sub_contained(have);
-            tx.pool_allocate(record.id(), &Request::Count(more), Holder::Resource, owner, change)
+            let added = tx
+                .pool_allocate(record.id(), &Request::Count(more), Holder::Resource, owner, change)
                 .map_err(docs::store_error)?;
+            now_held.extend_from_slice(added.blocks());
         } else if want < have {
             return Err(ArmError::new(
                 StatusCode::BAD_REQUEST,
@@ -693,12 +698,6 @@ fn apply(
             ));
         }
         kept.push(record.id());
-        let now_held: Vec<Prefix> = tx
-            .allocations_of_owner(id)?
-            .iter()
-            .filter(|a| a.pool() == record.id())
-            .flat_map(|a| a.blocks().to_vec())
-            .collect();
         blocks_by_pool.insert(ask.key(), now_held);
     }
     for allocation in held.iter().filter(|a| !kept.contains(&a.pool())) {
