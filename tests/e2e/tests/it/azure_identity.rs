@@ -8,7 +8,8 @@ use server::Running;
 use store::Timestamp;
 
 use crate::support::{
-    PORT_443, REALM_PORT, can_serve_port_443, claims, demo, demo_user, start_server,
+    PORT_443, REALM_PORT, can_serve_port_443, claims, demo, demo_user, multi_tenant_app,
+    start_server,
 };
 
 /// Runs the token script with `config`; returns its JSON output and whether it succeeded.
@@ -35,23 +36,7 @@ async fn client_secret_credential_gets_an_app_token_in_each_tenant_with_a_servic
     let running = start_server(&dir, Vec::new()).await;
     let store = &running.store;
     let now = Timestamp(0);
-    let tenant_b = identity::directory::tenant(store, "contoso-b.example").await.unwrap();
-    let tenant_a = identity::directory::tenant(store, "contoso-a.example").await.unwrap();
-    let application = identity::directory::register_application(
-        store,
-        &tenant_b,
-        "sdk-app",
-        "AzureADMultipleOrgs",
-        None,
-        Vec::new(),
-        now,
-    )
-    .await
-    .unwrap();
-    let (_, secret) =
-        identity::directory::add_password(store, &application, None, now, Timestamp(i64::MAX))
-            .await
-            .unwrap();
+    let (tenant_a, tenant_b, application, secret) = multi_tenant_app(&running).await;
     let (service_principal_b, _) =
         identity::directory::create_service_principal(store, &tenant_b, &application.app_id, now)
             .await

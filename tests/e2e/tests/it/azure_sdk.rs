@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use store::Timestamp;
 
-use crate::support::{demo, start_server};
+use crate::support::{demo, multi_tenant_app, start_server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_sdk_allocates_across_tenants() {
@@ -15,23 +15,7 @@ async fn the_python_sdk_allocates_across_tenants() {
     let running = start_server(&dir, Vec::new()).await;
     let store = &running.store;
     let now = Timestamp(0);
-    let tenant_a = identity::directory::tenant(store, "contoso-a.example").await.unwrap();
-    let tenant_b = identity::directory::tenant(store, "contoso-b.example").await.unwrap();
-    let application = identity::directory::register_application(
-        store,
-        &tenant_b,
-        "sdk-app",
-        "AzureADMultipleOrgs",
-        None,
-        Vec::new(),
-        now,
-    )
-    .await
-    .unwrap();
-    let (_, secret) =
-        identity::directory::add_password(store, &application, None, now, Timestamp(i64::MAX))
-            .await
-            .unwrap();
+    let (tenant_a, tenant_b, application, secret) = multi_tenant_app(&running).await;
     for (tenant, key) in [(&tenant_a, "A"), (&tenant_b, "B")] {
         let (principal, _) =
             identity::directory::create_service_principal(store, tenant, &application.app_id, now)
