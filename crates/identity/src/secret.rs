@@ -6,12 +6,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// A new client secret: 32 random bytes, base64url, with a `~` like Entra's. High entropy, so a
-/// fast hash is enough to store it.
+/// fast hash is enough to store it. It starts with a letter or digit: a leading `-` would make
+/// `az login --password <secret>` read it as an option.
 pub fn new_client_secret() -> String {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).expect("the system random source works");
-    let encoded = URL_SAFE_NO_PAD.encode(bytes);
-    format!("{}~{}", &encoded[..3], &encoded[3..])
+    loop {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).expect("the system random source works");
+        let encoded = URL_SAFE_NO_PAD.encode(bytes);
+        if encoded.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return format!("{}~{}", &encoded[..3], &encoded[3..]);
+        }
+    }
 }
 
 /// The stored form of a client secret.
@@ -47,6 +52,14 @@ pub fn password_matches(password: &str, stored: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_secrets_never_start_like_an_option() {
+        for _ in 0..2000 {
+            let secret = new_client_secret();
+            assert!(secret.starts_with(|c: char| c.is_ascii_alphanumeric()), "{secret}");
+        }
+    }
 
     #[test]
     fn client_secrets_match_only_themselves() {
