@@ -132,6 +132,10 @@ impl IntoResponse for ArmError {
         {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
+        // A conflict with another operation is worth retrying shortly.
+        if self.code == "AnotherOperationInProgress" {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }
