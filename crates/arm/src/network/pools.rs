@@ -30,15 +30,48 @@ pub fn record(tx: &mut ReadTx<'_>, pool_id: &str) -> Result<Option<PoolRecord>, 
     tx.pool_by_key(&pool_id.to_ascii_lowercase())
 }
 
-/// Takes a pool out of the allocator (it must hold nothing).
+/// Takes a pool out of the allocator; refused while it has child pools, associated resources or
+/// static CIDRs.
 pub fn remove_from_allocator(
     tx: &mut WriteTx<'_>,
     pool_id: &str,
     change: Change<'_>,
 ) -> Result<(), ArmError> {
-    if let Some(pool) = record(tx, pool_id)? {
-        tx.pool_delete(pool.id(), change).map_err(docs::store_error)?;
+    let Some(pool) = record(tx, pool_id)? else { return Ok(()) };
+    let name = pool.name().to_owned();
+    // Refused while anything is held, in the contract's words (CONTRACT 5.5, 7).
+    if let Some(child) = tx.pool_children(pool.id())?.first() {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "IpamPoolHasChildPools",
+            format!(
+                "Ipam pool '{name}' has child pools (for example '{}'); delete them first.",
+                child.name()
+            ),
+        ));
     }
+    let allocations = tx.allocations_of_pool(pool.id())?;
+    if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::Resource) {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "Ipam pool '{name}' has Azure resources associated (for example '{}'); remove the associations first.",
+                held.owner_id()
+            ),
+        ));
+    }
+    if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::StaticCidr) {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "IpamPoolHasStaticCidrs",
+            format!(
+                "Ipam pool '{name}' has static CIDRs (for example '{}'); delete them first.",
+                held.owner_id()
+            ),
+        ));
+    }
+    tx.pool_delete(pool.id(), change).map_err(docs::store_error)?;
     Ok(())
 }
 
@@ -315,34 +348,9 @@ async fn delete(ctx: &Ctx, pool_id: &str) -> Result<Response, ArmError> {
         .store()
         .write(move |tx| {
             let change = Change { now, request_id: &request_id };
-            let name = id.rsplit('/').next().unwrap_or_default().to_owned();
-            if let Some(pool) = record(tx, &id)? {
-                if let Some(child) = tx.pool_children(pool.id())?.first() {
-                    return Err(ArmError::new(
-                        StatusCode::BAD_REQUEST,
-                        "IpamPoolHasChildPools",
-                        format!("Ipam pool '{name}' has child pools (for example '{}'); delete them first.", child.name()),
-                    ));
-                }
-                let allocations = tx.allocations_of_pool(pool.id())?;
-                if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::Resource) {
-                    return Err(ArmError::new(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        format!("Ipam pool '{name}' has Azure resources associated (for example '{}'); remove the associations first.", held.owner_id()),
-                    ));
-                }
-                if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::StaticCidr) {
-                    return Err(ArmError::new(
-                        StatusCode::BAD_REQUEST,
-                        "IpamPoolHasStaticCidrs",
-                        format!("Ipam pool '{name}' has static CIDRs (for example '{}'); delete them first.", held.owner_id()),
-                    ));
-                }
-                tx.pool_delete(pool.id(), change).map_err(docs::store_error)?;
-            }
+            remove_from_allocator(tx, &id, change)?;
             tx.resource_delete(&id, &precondition).map_err(crate::error::precondition_failed)?;
-            Ok(())
+            Ok::<_, ArmError>(())
         })
         .await?;
     let url = operation_url(ctx, &existing, "ipamPoolOperationResults").await?;

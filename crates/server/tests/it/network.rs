@@ -667,3 +667,33 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn deleting_a_resource_group_releases_what_its_vnets_hold(server: &TestServer) {
+        let admin_a = token(server, "A", "admin").await;
+        let pool = server.demo("A", "pool_id");
+        let subscription = server.demo("A", "subscription_id");
+        let group = format!("/subscriptions/{subscription}/resourceGroups/rg-temp");
+        let created = call(server, Method::PUT, &format!("{group}?api-version=2024-11-01"), &admin_a, Some(&json!({"location": "westus"})), &[]).await;
+        assert_eq!(created.status, 201);
+        let vnet = format!("{group}/providers/Microsoft.Network/virtualNetworks/v?{NET}");
+        assert_eq!(call(server, Method::PUT, &vnet, &admin_a, Some(&pool_body(&pool, "64")), &[]).await.status, 201);
+        assert_eq!(associated(server, &admin_a, &pool).await.len(), 1);
+
+        // rg-a holds the pool, which a VNet of rg-temp uses: deleting rg-a fails and keeps all.
+        let refused = call(server, Method::DELETE, &format!("/subscriptions/{subscription}/resourceGroups/rg-a?api-version=2024-11-01"), &admin_a, None, &[]).await;
+        assert_eq!(refused.status, 202);
+        let location = refused.headers["location"].to_str().unwrap().to_owned();
+        let outcome = call(server, Method::GET, &location, &admin_a, None, &[]).await;
+        assert_eq!(outcome.status, 400, "{}", outcome.body);
+        assert_eq!(outcome.code(), "BadRequest", "{}", outcome.body);
+        assert_eq!(call(server, Method::GET, &format!("{pool}?{NET}"), &admin_a, None, &[]).await.status, 200, "nothing was deleted");
+
+        // Deleting rg-temp deletes the VNet and gives its space back.
+        let deleted = call(server, Method::DELETE, &format!("{group}?api-version=2024-11-01"), &admin_a, None, &[]).await;
+        let location = deleted.headers["location"].to_str().unwrap().to_owned();
+        assert_eq!(call(server, Method::GET, &location, &admin_a, None, &[]).await.status, 200);
+        assert!(associated(server, &admin_a, &pool).await.is_empty());
+        assert_eq!(call(server, Method::GET, &vnet, &admin_a, None, &[]).await.status, 404);
+    }
+}
