@@ -322,6 +322,9 @@ impl Inner {
                 connection
                     .busy_timeout(*busy_timeout)
                     .map_err(|error| open_error(Box::new(error)))?;
+                // The store has more distinct statements than rusqlite's default cache of 16, and
+                // one VNet PUT alone runs about that many.
+                connection.set_prepared_statement_cache_capacity(256);
                 // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so
                 // an acknowledged write survives power loss.
                 connection
