@@ -5,7 +5,6 @@
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
-use store::error::StoreError;
 use store::resource::{Precondition, ResourceWrite};
 
 use crate::api_version::ApiVersions;
@@ -233,20 +232,17 @@ pub async fn list(ctx: &Ctx, subscription: &str) -> Result<Response, ArmError> {
         format!("/subscriptions/{subscription}/resourceGroups/"),
         ctx.skip_token().map(str::to_owned),
     );
-    let principal = ctx.caller.object_id().to_owned();
-    let (page, assignments) = ctx
+    let page = ctx
         .arm
         .identity()
         .store()
-        .read(move |tx| {
-            let page = tx.resources_list(RESOURCE_GROUP_TYPE, &prefix, after.as_deref(), top)?;
-            Ok::<_, StoreError>((page, tx.role_assignments_for_principal(&principal)?))
-        })
+        .read(move |tx| tx.resources_list(RESOURCE_GROUP_TYPE, &prefix, after.as_deref(), top))
         .await?;
+    let assignments = ctx.role_assignments().await?;
     let next = (page.len() == top).then(|| page.last().map(|last| last.id.to_ascii_lowercase()));
     let value: Vec<Value> = page
         .iter()
-        .filter(|stored| crate::rbac::allows(&assignments, READ, &stored.id))
+        .filter(|stored| crate::rbac::allows(assignments, READ, &stored.id))
         .filter_map(|stored| serde_json::from_str(&stored.body).ok())
         .collect();
     let mut body = json!({ "value": value });

@@ -102,8 +102,13 @@ impl Ctx {
 
     /// Whether the caller's roles grant `action` on `scope`.
     pub async fn allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
+        Ok(rbac::allows(self.role_assignments().await?, action, scope))
+    }
+
+    /// The caller's role assignments, read once per request (usually with the subscription).
+    pub async fn role_assignments(&self) -> Result<&[RoleAssignmentRecord], ArmError> {
         if let Some(assignments) = self.assignments.get() {
-            return Ok(rbac::allows(assignments, action, scope));
+            return Ok(assignments);
         }
         let principal = self.caller.object_id().to_owned();
         let assignments = self
@@ -112,9 +117,7 @@ impl Ctx {
             .store()
             .read(move |tx| tx.role_assignments_for_principal(&principal))
             .await?;
-        let allowed = rbac::allows(&assignments, action, scope);
-        let _ = self.assignments.set(assignments);
-        Ok(allowed)
+        Ok(self.assignments.get_or_init(|| assignments))
     }
 
     /// `systemData` for a resource created (or last changed) by this request.

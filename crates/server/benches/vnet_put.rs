@@ -48,23 +48,8 @@ async fn start(dir: &std::path::Path, database: Option<StoreConfig>, demo: bool)
 async fn app(running: &Running) -> (String, String) {
     let store = &running.store;
     let now = Timestamp(0);
-    let tenant_a = identity::directory::tenant(store, "contoso-a.example").await.unwrap();
-    let tenant_b = identity::directory::tenant(store, "contoso-b.example").await.unwrap();
-    let application = identity::directory::register_application(
-        store,
-        &tenant_b,
-        "bench-app",
-        "AzureADMultipleOrgs",
-        None,
-        Vec::new(),
-        now,
-    )
-    .await
-    .unwrap();
-    let (_, secret) =
-        identity::directory::add_password(store, &application, None, now, Timestamp(i64::MAX))
-            .await
-            .unwrap();
+    let server::demo::DemoApp { tenant_a, tenant_b, application, secret } =
+        server::demo::multi_tenant_app(store, "bench-app").await.unwrap();
     let demo = running.demo.as_ref().unwrap();
     let pool = demo["tenants"]["A"]["pool_id"].as_str().unwrap().to_owned();
     let group_b = format!(

@@ -288,3 +288,39 @@ async fn create_network(
         ("B", "vnet_id", json!(vnet)),
     ])
 }
+
+/// A multi-tenant app registered in demo tenant B, with a client secret: the app of the seeds,
+/// before its service principals and roles.
+#[derive(Debug, Clone)]
+pub struct DemoApp {
+    pub tenant_a: TenantRecord,
+    pub tenant_b: TenantRecord,
+    pub application: store::identity::ApplicationRecord,
+    pub secret: String,
+}
+
+/// Registers a `DemoApp` called `display_name` in the demo world of `store`.
+pub async fn multi_tenant_app(store: &store::Store, display_name: &str) -> anyhow::Result<DemoApp> {
+    let now = store::Timestamp(0);
+    let tenant = |key: usize| identity::directory::tenant(store, TENANTS[key].domain);
+    let (tenant_a, tenant_b) = (tenant(0).await?, tenant(1).await?);
+    let application = identity::directory::register_application(
+        store,
+        &tenant_b,
+        display_name,
+        "AzureADMultipleOrgs",
+        None,
+        Vec::new(),
+        now,
+    )
+    .await?;
+    let (_, secret) = identity::directory::add_password(
+        store,
+        &application,
+        None,
+        now,
+        store::Timestamp(i64::MAX),
+    )
+    .await?;
+    Ok(DemoApp { tenant_a, tenant_b, application, secret })
+}

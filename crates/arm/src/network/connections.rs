@@ -198,17 +198,7 @@ async fn one(
     ctx.authorize(&super::action(types, &ctx.method), id).await?;
     match ctx.method {
         Method::GET => {
-            let lookup = id.to_owned();
-            let served = ctx
-                .arm
-                .identity()
-                .store()
-                .read(move |tx| match docs::get(tx, kind, &lookup)? {
-                    Some(doc) => serve(tx, &doc).map(Some),
-                    None => Ok(None),
-                })
-                .await?;
-            let served = served.ok_or_else(|| docs::not_found(kind, id))?;
+            let served = docs::load_served(ctx, kind, id, serve).await?;
             Ok(with_etag(json(StatusCode::OK, &served), &served))
         }
         Method::PUT => put(ctx, kind, id).await,

@@ -58,6 +58,30 @@ pub async fn load(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Option<Doc>
     Ok(ctx.arm.identity().store().read(move |tx| get(tx, kind, &id)).await?)
 }
 
+/// The document of `kind` at `id` as `serve` presents it (with what it computes from other
+/// documents), or `ResourceNotFound`.
+pub async fn load_served<F>(
+    ctx: &Ctx,
+    kind: &'static str,
+    id: &str,
+    serve: F,
+) -> Result<Value, ArmError>
+where
+    F: Fn(&mut ReadTx<'_>, &Doc) -> Result<Value, StoreError> + Send + 'static,
+{
+    let lookup = id.to_owned();
+    let served = ctx
+        .arm
+        .identity()
+        .store()
+        .read(move |tx| match get(tx, kind, &lookup)? {
+            Some(doc) => serve(tx, &doc).map(Some),
+            None => Ok(None),
+        })
+        .await?;
+    served.ok_or_else(|| not_found(kind, id))
+}
+
 /// Documents of `kind` whose ids start with `prefix`, a page after `after`.
 pub fn list(
     tx: &mut ReadTx<'_>,
@@ -274,7 +298,7 @@ where
     F: Fn(&mut ReadTx<'_>, &Doc) -> Result<Value, StoreError> + Send + 'static,
 {
     let (prefix, after) = (prefix.to_owned(), ctx.skip_token().map(str::to_owned));
-    let (principal, action) = (ctx.caller.object_id().to_owned(), read_action.to_owned());
+    let (assignments, action) = (ctx.role_assignments().await?.to_vec(), read_action.to_owned());
     // `skip` (the pool and static CIDR lists' offset) skips that many before the page.
     let skip = match ctx.query.get("skip").or_else(|| ctx.query.get("$skip")) {
         None => 0,
@@ -293,7 +317,6 @@ where
         .read(move |tx| {
             let mut page = list(tx, kind, &prefix, after.as_deref(), skip + top)?;
             page.drain(..skip.min(page.len()));
-            let assignments = tx.role_assignments_for_principal(&principal)?;
             let last = (page.len() == top)
                 .then(|| page.last().map(|doc| doc.id.to_ascii_lowercase()))
                 .flatten();

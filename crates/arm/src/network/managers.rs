@@ -100,17 +100,7 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
     ctx.authorize(&super::action(&["networkManagers"], &ctx.method), &id).await?;
     match ctx.method {
         Method::GET => {
-            let lookup = id.clone();
-            let served = ctx
-                .arm
-                .identity()
-                .store()
-                .read(move |tx| match docs::get(tx, MANAGER_TYPE, &lookup)? {
-                    Some(doc) => serve(tx, &doc).map(Some),
-                    None => Ok(None),
-                })
-                .await?;
-            Ok(json(StatusCode::OK, &served.ok_or_else(|| docs::not_found(MANAGER_TYPE, &id))?))
+            Ok(json(StatusCode::OK, &docs::load_served(ctx, MANAGER_TYPE, &id, serve).await?))
         }
         Method::PUT | Method::PATCH => put(ctx, &id).await,
         Method::DELETE => delete(ctx, &id).await,

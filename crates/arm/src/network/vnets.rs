@@ -568,9 +568,10 @@ async fn find(
     auxiliary: &[crate::auth::Caller],
 ) -> Result<Found, ArmError> {
     let linked: Vec<String> = associate.iter().chain(release).cloned().collect();
-    let mut principals: Vec<String> =
-        auxiliary.iter().map(|aux| aux.object_id().to_owned()).collect();
-    principals.push(ctx.caller.object_id().to_owned());
+    // The caller's assignments are the request's; only the auxiliary principals' are read.
+    let principals: Vec<String> = auxiliary.iter().map(|aux| aux.object_id().to_owned()).collect();
+    let (caller, caller_assignments) =
+        (ctx.caller.object_id().to_owned(), ctx.role_assignments().await?.to_vec());
     let (vnet_subscription, vnet_tenant) =
         (docs::subscription_of(vnet_id), ctx.caller.tenant_id().to_owned());
     let (asks, touched) = (spec.asks.clone(), associate.to_vec());
@@ -584,7 +585,7 @@ async fn find(
                 let subscription = tx.subscription_get(&docs::subscription_of(pool_id))?;
                 tenants.insert(pool_id.clone(), subscription.map(|s| s.tenant_id));
             }
-            let mut assignments = HashMap::new();
+            let mut assignments = HashMap::from([(caller.clone(), caller_assignments.clone())]);
             for principal in &principals {
                 assignments
                     .insert(principal.clone(), tx.role_assignments_for_principal(principal)?);

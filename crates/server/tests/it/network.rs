@@ -23,23 +23,8 @@ pub struct App {
 pub async fn multi_tenant_app(server: &TestServer) -> App {
     let store = &server.running.store;
     let now = Timestamp(0);
-    let tenant_a = identity::directory::tenant(store, "contoso-a.example").await.unwrap();
-    let tenant_b = identity::directory::tenant(store, "contoso-b.example").await.unwrap();
-    let application = identity::directory::register_application(
-        store,
-        &tenant_b,
-        "ipam-app",
-        "AzureADMultipleOrgs",
-        None,
-        Vec::new(),
-        now,
-    )
-    .await
-    .unwrap();
-    let (_, secret) =
-        identity::directory::add_password(store, &application, None, now, Timestamp(i64::MAX))
-            .await
-            .unwrap();
+    let server::demo::DemoApp { tenant_a, tenant_b, application, secret } =
+        server::demo::multi_tenant_app(store, "ipam-app").await.unwrap();
     let (sp_b, _) =
         identity::directory::create_service_principal(store, &tenant_b, &application.app_id, now)
             .await

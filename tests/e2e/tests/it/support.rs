@@ -7,7 +7,6 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::Value;
 use server::{Running, ServeConfig, SystemClock};
-use store::Timestamp;
 use store::identity::{ApplicationRecord, TenantRecord};
 
 /// MSAL looks up the user realm on port 443 of the authority's host before a password sign-in
@@ -67,24 +66,6 @@ pub fn claims(token: &str) -> Value {
 pub async fn multi_tenant_app(
     running: &Running,
 ) -> (TenantRecord, TenantRecord, ApplicationRecord, String) {
-    let store = &running.store;
-    let now = Timestamp(0);
-    let tenant_a = identity::directory::tenant(store, "contoso-a.example").await.unwrap();
-    let tenant_b = identity::directory::tenant(store, "contoso-b.example").await.unwrap();
-    let application = identity::directory::register_application(
-        store,
-        &tenant_b,
-        "sdk-app",
-        "AzureADMultipleOrgs",
-        None,
-        Vec::new(),
-        now,
-    )
-    .await
-    .unwrap();
-    let (_, secret) =
-        identity::directory::add_password(store, &application, None, now, Timestamp(i64::MAX))
-            .await
-            .unwrap();
-    (tenant_a, tenant_b, application, secret)
+    let app = server::demo::multi_tenant_app(&running.store, "sdk-app").await.unwrap();
+    (app.tenant_a, app.tenant_b, app.application, app.secret)
 }
