@@ -6,6 +6,7 @@
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -154,15 +155,41 @@ impl SigningKey {
     }
 }
 
-/// The keys a verifier trusts, by kid.
+/// The keys a verifier trusts, by kid, and the tokens whose signatures it has checked.
 #[derive(Debug, Default)]
 pub struct Verifier {
     keys: HashMap<String, PublicKey>,
+    // A client sends the same token for up to an hour; checking its RSA signature again on each
+    // request was a tenth of a loaded server's CPU time (docs/benchmarks.md). A verified token's
+    // SHA-256 maps to its key and claims; the key's retirement, `exp` and `nbf` are still
+    // checked on every use. A new key set starts with an empty cache.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
+
+/// A token whose signature checked out.
+#[derive(Debug)]
+struct Verified {
+    kid: String,
+    claims: Map<String, Value>,
+}
+
+/// Verified tokens remembered at most; a full cache starts over.
+const MAX_VERIFIED: usize = 4096;
 
 impl Verifier {
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> Verifier {
-        Verifier { keys: keys.into_iter().map(|key| (key.kid.clone(), key)).collect() }
+        Verifier {
+            keys: keys.into_iter().map(|key| (key.kid.clone(), key)).collect(),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key with this kid, if it is trusted at `now`.
+    fn key(&self, kid: &str, now: Timestamp) -> Result<&PublicKey, TokenError> {
+        self.keys
+            .get(kid)
+            .filter(|key| key.retire_at.is_none_or(|at| at > now))
+            .ok_or_else(|| TokenError::UnknownKey { kid: kid.to_owned() })
     }
 
     /// The keys JWKS publishes at `now`: the active one and those not yet retired.
@@ -176,6 +203,36 @@ impl Verifier {
     /// Checks the token's form, algorithm, key, signature, `exp` and `nbf`, and returns its
     /// claims. The caller checks `iss`, `aud` and what the token is for.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Map<String, Value>, TokenError> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 digests are 32 bytes");
+        let cached = {
+            let verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            verified.get(&digest).map(|hit| (hit.kid.clone(), hit.claims.clone()))
+        };
+        if let Some((kid, claims)) = cached {
+            self.key(&kid, now)?;
+            check_times(&claims, now)?;
+            return Ok(claims);
+        }
+        let (kid, claims) = self.verify_signature(token, now)?;
+        check_times(&claims, now)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(digest, Verified { kid, claims: claims.clone() });
+        Ok(claims)
+    }
+
+    /// Checks the token's form, algorithm and signature by a key trusted at `now`; returns the
+    /// key's kid and the claims.
+    fn verify_signature(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(String, Map<String, Value>), TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -191,11 +248,7 @@ impl Verifier {
             .get("kid")
             .and_then(Value::as_str)
             .ok_or(TokenError::MissingClaim { claim: "kid" })?;
-        let key = self
-            .keys
-            .get(kid)
-            .filter(|key| key.retire_at.is_none_or(|at| at > now))
-            .ok_or_else(|| TokenError::UnknownKey { kid: kid.to_owned() })?;
+        let key = self.key(kid, now)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
         let signing_input = &token[..header_and_payload_len(token)];
         RsaPublicKeyComponents { n: &key.n, e: &key.e }
@@ -203,21 +256,26 @@ impl Verifier {
             .map_err(|_| TokenError::BadSignature)?;
         let claims: Value = decode_json(payload)?;
         let Value::Object(claims) = claims else { return Err(TokenError::Malformed) };
-        let now_seconds = now.0 / 1000;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(TokenError::MissingClaim { claim: "exp" })?;
-        if now_seconds > exp + CLOCK_SKEW_SECONDS {
-            return Err(TokenError::Expired { exp });
-        }
-        if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
-            && now_seconds + CLOCK_SKEW_SECONDS < nbf
-        {
-            return Err(TokenError::NotYetValid { nbf });
-        }
-        Ok(claims)
+        Ok((key.kid.clone(), claims))
     }
+}
+
+/// Checks `exp` and `nbf` against `now`, with the allowed clock skew.
+fn check_times(claims: &Map<String, Value>, now: Timestamp) -> Result<(), TokenError> {
+    let now_seconds = now.0 / 1000;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(TokenError::MissingClaim { claim: "exp" })?;
+    if now_seconds > exp + CLOCK_SKEW_SECONDS {
+        return Err(TokenError::Expired { exp });
+    }
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
+        && now_seconds + CLOCK_SKEW_SECONDS < nbf
+    {
+        return Err(TokenError::NotYetValid { nbf });
+    }
+    Ok(())
 }
 
 fn header_and_payload_len(token: &str) -> usize {

@@ -128,3 +128,18 @@ fn garbage_is_malformed() {
         );
     }
 }
+
+#[test]
+fn a_remembered_token_is_still_checked_for_expiry_and_only_its_exact_text_is_remembered() {
+    let verifier = verifier();
+    let now_seconds = NOW.0 / 1000;
+    let token = key().sign(&claims(now_seconds + 60, 0));
+    assert!(verifier.verify(&token, NOW).is_ok());
+    assert!(verifier.verify(&token, NOW).is_ok(), "the second use is answered from memory");
+    // The same payload under another signature is checked afresh, and fails.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let resigned = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 256]));
+    assert_eq!(verifier.verify(&resigned, NOW), Err(TokenError::BadSignature));
+    let later = Timestamp(NOW.0 + (60 + CLOCK_SKEW_SECONDS + 1) * 1000);
+    assert!(matches!(verifier.verify(&token, later), Err(TokenError::Expired { .. })));
+}
