@@ -106,12 +106,12 @@ fn store_rate(store: &Store, n_writers: usize) -> f64 {
     n_done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The raw limit of SQLite in WAL mode with synchronous=FULL: one-row insert transactions
-/// under BEGIN IMMEDIATE, each writer on its own connection.
+/// The raw limit of SQLite in WAL mode with synchronous=FULL and the store's page size: one-row
+/// insert transactions under BEGIN IMMEDIATE, each writer on its own connection.
 fn sqlite_raw_rate(dir: &std::path::Path, n_writers: usize) -> f64 {
     let path = dir.join("raw.db");
     let setup = rusqlite::Connection::open(&path).unwrap();
-    setup.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)").unwrap();
+    setup.execute_batch("PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)").unwrap();
     let connections: Vec<_> = (0..n_writers)
         .map(|_| {
             let connection = rusqlite::Connection::open(&path).unwrap();

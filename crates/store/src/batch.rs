@@ -162,7 +162,11 @@ impl Store {
                     source: "a job in the batch hit a transient conflict".into(),
                 });
             }
-            tx.finish(any_succeeded)
+            tx.finish(any_succeeded)?;
+            if any_succeeded {
+                self.inner.committed();
+            }
+            Ok(())
         })();
         let broken = matches!(&conn, crate::db::Conn::Postgres(client, _) if client.is_closed());
         if broken {

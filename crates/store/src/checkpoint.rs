@@ -1,0 +1,124 @@
+//! SQLite checkpoints off the write path. With automatic checkpoints the writer that crosses
+//! the WAL's threshold copies the WAL back into the database inside its own commit, and every
+//! request waiting on that commit waits for the copy. Here a thread of its own does it, with
+//! its own connection, at most every `INTERVAL` while writes keep coming.
+
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::error::StoreError;
+
+/// The least time between two checkpoints. Under load a checkpoint then covers many commits,
+/// and a page that each of them wrote (an index's root, a pool's free-space page) is copied
+/// once instead of once per commit.
+const INTERVAL: Duration = Duration::from_millis(500);
+
+/// The handle that wakes the checkpoint thread; dropping it stops the thread.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    wake: SyncSender<()>,
+    // Reason: only tests read it, to wait for checkpoints instead of for time.
+    #[cfg_attr(not(test), allow(dead_code))]
+    rounds: Arc<Rounds>,
+}
+
+/// How many checkpoints the thread has run.
+#[derive(Debug, Default)]
+struct Rounds {
+    done: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Checkpointer {
+    /// Starts the thread on `connection`, a connection of its own to the store's database.
+    pub(crate) fn start(
+        connection: rusqlite::Connection,
+        location: &str,
+    ) -> Result<Checkpointer, StoreError> {
+        let (wake, woken) = sync_channel::<()>(1);
+        let rounds = Arc::new(Rounds::default());
+        let counted = rounds.clone();
+        std::thread::Builder::new()
+            .name("crosspool-checkpoint".to_owned())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // PASSIVE copies what no reader still needs and never waits: the writer
+                    // goes on committing meanwhile. A failure (a full disk, say) leaves the
+                    // frames in the WAL, where they stay durable; the next round tries again.
+                    let _ = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    *counted.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+                    counted.changed.notify_all();
+                    // Reason: this pause is the point: the commits meanwhile share the next round.
+                    #[allow(clippy::disallowed_methods)]
+                    std::thread::sleep(INTERVAL);
+                }
+            })
+            .map_err(|error| StoreError::Open {
+                location: location.to_owned(),
+                source: Box::new(error),
+            })?;
+        Ok(Checkpointer { wake, rounds })
+    }
+
+    /// Says that a write transaction committed: a checkpoint is due after the current interval.
+    pub(crate) fn committed(&self) {
+        // Full means a wake-up is already pending.
+        let _ = self.wake.try_send(());
+    }
+
+    /// Waits up to `timeout` for the checkpoint after the `seen`-th; returns how many have run.
+    #[cfg(test)]
+    fn wait_after(&self, seen: u64, timeout: Duration) -> u64 {
+        let done = self.rounds.done.lock().unwrap();
+        let (done, _) =
+            self.rounds.changed.wait_timeout_while(done, timeout, |done| *done <= seen).unwrap();
+        *done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::resource::{Precondition, ResourceWrite};
+    use crate::{Store, StoreConfig, Timestamp};
+
+    /// How many of the test's resources the database file holds on its own, without its WAL:
+    /// a copy of the file alone is a database of what checkpoints have copied into it.
+    fn checkpointed(dir: &std::path::Path) -> Option<i64> {
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.join("crosspool.db"), copy.path().join("copy.db")).ok()?;
+        let connection = rusqlite::Connection::open(copy.path().join("copy.db")).ok()?;
+        connection
+            .query_row("SELECT count(*) FROM resources WHERE resource_type = 't'", [], |row| {
+                row.get(0)
+            })
+            .ok()
+    }
+
+    #[test]
+    fn commits_reach_the_database_file_through_the_checkpoint_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::sqlite(dir.path())).unwrap();
+        for n in 0..50 {
+            let id = format!("/test/{n}");
+            let write = ResourceWrite { id: &id, resource_type: "t", tenant_id: "t", body: "{}" };
+            store
+                .write_blocking(|tx| tx.resource_put(write, &Precondition::None, Timestamp(0)))
+                .unwrap();
+        }
+        // Writers never checkpoint (wal_autocheckpoint is off), and the store stays open, so
+        // only the checkpoint thread can put the rows into the file. A round that starts after
+        // the last commit comes (that commit woke the thread or found it already woken); wait
+        // for rounds until one has copied everything, and fail if they stop first.
+        let checkpoints = store.inner.checkpoints.as_ref().unwrap();
+        let mut seen = 0;
+        while checkpointed(dir.path()) != Some(50) {
+            let done = checkpoints.wait_after(seen, Duration::from_secs(10));
+            assert!(done > seen, "no checkpoint copied the last commits into the file");
+            seen = done;
+        }
+        drop(store);
+    }
+}
