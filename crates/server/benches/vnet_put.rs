@@ -261,7 +261,14 @@ fn main() {
         "| store | clients | requests | requests/s | p50 ms | p99 ms | raw commits/s | overlaps |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    runtime.block_on(scenario("SQLite", vec![None]));
+    // `CROSSPOOL_BENCH_ONLY=sqlite` (or `postgres`) runs one backend's scenarios, for profiling.
+    let only = std::env::var("CROSSPOOL_BENCH_ONLY").unwrap_or_default();
+    if only != "postgres" {
+        runtime.block_on(scenario("SQLite", vec![None]));
+    }
+    if only == "sqlite" {
+        return;
+    }
     let pid = std::process::id();
     let one = std::thread::spawn(move || postgres_schema(&format!("crosspool_bench_{pid}_1")))
         .join()
