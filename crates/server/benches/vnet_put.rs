@@ -1,5 +1,6 @@
-//! The seeds' cross-tenant VNet PUT under load: concurrent clients, each PUTting its own VNets
-//! with an allocation from A's pool (B's token, A's token as auxiliary, tokens reused), against
+//! The seeds' cross-tenant VNet PUT under load: 16 and then 32 concurrent clients, each PUTting
+//! its own VNets with an allocation from A's pool (B's token, A's token as auxiliary, tokens
+//! reused), against
 //! one server on SQLite, one on PostgreSQL, and two servers sharing one PostgreSQL database.
 //! Reports requests/s, p50 and p99 latency, and the store's raw commit rate measured in the
 //! same run; afterwards checks that no two allocations overlap and none is missing.
@@ -24,7 +25,8 @@ use server::{Running, ServeConfig, SystemClock};
 use store::resource::{Precondition, ResourceWrite};
 use store::{StoreConfig, Timestamp};
 
-const CLIENTS: usize = 32;
+/// Each scenario runs with each of these numbers of concurrent clients.
+const CLIENTS: [usize; 2] = [16, 32];
 const DURATION: Duration = Duration::from_secs(5);
 
 fn postgres_url() -> String {
@@ -108,12 +110,12 @@ struct Target {
     token_a: String,
 }
 
-/// Raw commits per second of the store: small document writes from `CLIENTS` writers.
+/// Raw commits per second of the store: small document writes from 32 writers.
 async fn commit_rate(running: &Running) -> f64 {
     let store = running.store.clone();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for writer in 0..CLIENTS {
+    for writer in 0..32 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
@@ -145,6 +147,7 @@ async fn commit_rate(running: &Running) -> f64 {
 
 async fn run(
     label: &str,
+    n_clients: usize,
     client: &reqwest::Client,
     targets: &[Target],
     pool: &str,
@@ -153,7 +156,7 @@ async fn run(
 ) {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for at in 0..CLIENTS {
+    for at in 0..n_clients {
         let target = &targets[at % targets.len()];
         let (client, origin, token_b, token_a) =
             (client.clone(), target.origin.clone(), target.token_b.clone(), target.token_a.clone());
@@ -165,7 +168,7 @@ async fn run(
             let body = json!({"location": "centralus", "properties": {"addressSpace": {"ipamPoolPrefixAllocations": [{"numberOfIpAddresses": "16", "pool": {"id": pool}}]}}});
             let mut n = 0;
             while start.elapsed() < DURATION {
-                let url = format!("{origin}/subscriptions/{subscription_b}/resourceGroups/rg-b/providers/Microsoft.Network/virtualNetworks/{label}-{at}-{n}?api-version=2022-07-01");
+                let url = format!("{origin}/subscriptions/{subscription_b}/resourceGroups/rg-b/providers/Microsoft.Network/virtualNetworks/{label}-{n_clients}-{at}-{n}?api-version=2022-07-01");
                 let sent = Instant::now();
                 let response = client.put(url).bearer_auth(&token_b).header("x-ms-authorization-auxiliary", format!("Bearer {token_a}")).json(&body).send().await.unwrap();
                 let status = response.status().as_u16();
@@ -195,7 +198,7 @@ async fn run(
     prefixes.sort();
     let overlaps = prefixes.windows(2).filter(|pair| pair[0].overlaps(&pair[1])).count();
     println!(
-        "| {label} | {CLIENTS} | {} | {:.0} | {:.1} | {:.1} | {commits:.0} | {overlaps} |",
+        "| {label} | {n_clients} | {} | {:.0} | {:.1} | {:.1} | {commits:.0} | {overlaps} |",
         latencies.len(),
         latencies.len() as f64 / elapsed,
         quantile(0.5),
@@ -214,7 +217,7 @@ async fn scenario(label: &str, databases: Vec<Option<StoreConfig>>) {
     }
     let demo = servers[0].demo.clone().unwrap();
     let app = app(&servers[0]).await;
-    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS);
+    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(32);
     for server in &servers {
         let ca = std::fs::read(&server.ca_cert).unwrap();
         builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
@@ -234,15 +237,10 @@ async fn scenario(label: &str, databases: Vec<Option<StoreConfig>>) {
     }
     let commits = commit_rate(&servers[0]).await;
     let pool = demo["tenants"]["A"]["pool_id"].as_str().unwrap();
-    run(
-        label,
-        &client,
-        &targets,
-        pool,
-        demo["tenants"]["B"]["subscription_id"].as_str().unwrap(),
-        commits,
-    )
-    .await;
+    for n_clients in CLIENTS {
+        let subscription_b = demo["tenants"]["B"]["subscription_id"].as_str().unwrap();
+        run(label, n_clients, &client, &targets, pool, subscription_b, commits).await;
+    }
     for server in servers {
         server.shutdown().await;
     }
