@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 
+use postgres::GenericClient;
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 
 use crate::error::StoreError;
@@ -179,6 +180,10 @@ enum TxInner<'conn> {
     // The connection is inside `BEGIN` or `BEGIN IMMEDIATE`; `finish` ends it.
     Sqlite(&'conn rusqlite::Connection),
     Postgres(postgres::Transaction<'conn>, &'conn mut HashMap<String, postgres::Statement>),
+    // A PostgreSQL read runs its statements on their own: under READ COMMITTED each statement
+    // takes its own snapshot inside a transaction too, so `BEGIN` and `COMMIT` would only add
+    // two round trips.
+    PostgresRead(&'conn mut postgres::Client, &'conn mut HashMap<String, postgres::Statement>),
 }
 
 /// How a transaction starts.
@@ -206,11 +211,11 @@ impl Conn {
                 TxInner::Sqlite(connection)
             }
             Conn::Postgres(client, statements) => {
-                let mut builder = client.build_transaction();
                 if mode == Mode::Read {
-                    builder = builder.read_only(true);
+                    TxInner::PostgresRead(client, statements)
+                } else {
+                    TxInner::Postgres(client.transaction().map_err(postgres_error)?, statements)
                 }
-                TxInner::Postgres(builder.start().map_err(postgres_error)?, statements)
             }
         };
         Ok(Tx { inner: Some(inner), retry: false })
@@ -221,7 +226,7 @@ impl Tx<'_> {
     pub(crate) fn backend(&self) -> Backend {
         match self.open_ref() {
             TxInner::Sqlite(_) => Backend::Sqlite,
-            TxInner::Postgres(..) => Backend::Postgres,
+            TxInner::Postgres(..) | TxInner::PostgresRead(..) => Backend::Postgres,
         }
     }
 
@@ -246,11 +251,10 @@ impl Tx<'_> {
                     .map(|n_rows| n_rows as u64)
                     .map_err(sqlite_error),
                 TxInner::Postgres(transaction, statements) => {
-                    let params: Vec<&(dyn PgToSql + Sync)> =
-                        params.iter().map(|value| value as _).collect();
-                    prepared(transaction, statements, sql).and_then(|statement| {
-                        transaction.execute(&statement, &params).map_err(postgres_error)
-                    })
+                    postgres_execute(transaction, statements, sql, params)
+                }
+                TxInner::PostgresRead(client, statements) => {
+                    postgres_execute(*client, statements, sql, params)
                 }
             };
         self.note(result)
@@ -262,13 +266,10 @@ impl Tx<'_> {
             match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
                 TxInner::Sqlite(connection) => sqlite_query(connection, sql, params),
                 TxInner::Postgres(transaction, statements) => {
-                    let params: Vec<&(dyn PgToSql + Sync)> =
-                        params.iter().map(|value| value as _).collect();
-                    prepared(transaction, statements, sql)
-                        .and_then(|statement| {
-                            transaction.query(&statement, &params).map_err(postgres_error)
-                        })
-                        .and_then(|rows| rows.iter().map(postgres_row).collect())
+                    postgres_query(transaction, statements, sql, params)
+                }
+                TxInner::PostgresRead(client, statements) => {
+                    postgres_query(*client, statements, sql, params)
                 }
             };
         self.note(result)
@@ -291,6 +292,9 @@ impl Tx<'_> {
                 TxInner::Postgres(transaction, _) => {
                     transaction.batch_execute(sql).map_err(postgres_error)
                 }
+                TxInner::PostgresRead(client, _) => {
+                    client.batch_execute(sql).map_err(postgres_error)
+                }
             };
         self.note(result)
     }
@@ -306,6 +310,7 @@ impl Tx<'_> {
                 if commit { transaction.commit() } else { transaction.rollback() }
                     .map_err(postgres_error)
             }
+            TxInner::PostgresRead(..) => Ok(()),
         }
     }
 
@@ -319,16 +324,39 @@ impl Tx<'_> {
 
 /// The prepared form of `sql` on this connection, prepared on first use.
 fn prepared(
-    transaction: &mut postgres::Transaction<'_>,
+    client: &mut impl GenericClient,
     statements: &mut HashMap<String, postgres::Statement>,
     sql: &str,
 ) -> Result<postgres::Statement, StoreError> {
     if let Some(statement) = statements.get(sql) {
         return Ok(statement.clone());
     }
-    let statement = transaction.prepare(sql).map_err(postgres_error)?;
+    let statement = client.prepare(sql).map_err(postgres_error)?;
     statements.insert(sql.to_owned(), statement.clone());
     Ok(statement)
+}
+
+fn postgres_execute(
+    client: &mut impl GenericClient,
+    statements: &mut HashMap<String, postgres::Statement>,
+    sql: &str,
+    params: &[Value],
+) -> Result<u64, StoreError> {
+    let params: Vec<&(dyn PgToSql + Sync)> = params.iter().map(|value| value as _).collect();
+    let statement = prepared(client, statements, sql)?;
+    client.execute(&statement, &params).map_err(postgres_error)
+}
+
+fn postgres_query(
+    client: &mut impl GenericClient,
+    statements: &mut HashMap<String, postgres::Statement>,
+    sql: &str,
+    params: &[Value],
+) -> Result<Vec<Row>, StoreError> {
+    let params: Vec<&(dyn PgToSql + Sync)> = params.iter().map(|value| value as _).collect();
+    let statement = prepared(client, statements, sql)?;
+    let rows = client.query(&statement, &params).map_err(postgres_error)?;
+    rows.iter().map(postgres_row).collect()
 }
 
 /// SQLite spells positional parameters `?1`; the statements here use PostgreSQL's `$1`.
