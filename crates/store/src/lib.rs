@@ -17,6 +17,7 @@ mod migrate;
 pub mod pool;
 pub mod resource;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -207,7 +208,9 @@ impl Store {
         if self.backend() == Backend::Sqlite
             && let Some(conn) = self.inner.readers.take_idle()
         {
-            return self.run_read(Some(conn), &mut f);
+            // A panicking closure fails its caller as it would on a blocking thread.
+            let inline = AssertUnwindSafe(|| self.run_read(Some(conn), &mut f));
+            return catch_unwind(inline).unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()));
         }
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read_blocking(f))

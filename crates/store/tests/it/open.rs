@@ -134,3 +134,14 @@ fn a_full_disk_is_reported_as_full() {
         .unwrap_err();
     assert_eq!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_panics_fails_its_caller_and_the_store_keeps_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::sqlite(dir.path())).unwrap();
+    // Open a reader so that the next reads find one idle and run on this thread.
+    store.read(|tx| tx.resource_get("/warm")).await.unwrap();
+    let panicked: Result<(), StoreError> = store.read(|_| panic!("a bug in a read")).await;
+    assert!(matches!(panicked, Err(StoreError::WorkerStopped)), "{panicked:?}");
+    assert!(store.read(|tx| tx.resource_get("/after")).await.unwrap().is_none());
+}
