@@ -1,9 +1,9 @@
 //! The seeds' cross-tenant VNet PUT under load: 16 and then 32 concurrent clients, each PUTting
 //! its own VNets with an allocation from A's pool (B's token, A's token as auxiliary, tokens
-//! reused), against
-//! one server on SQLite, one on PostgreSQL, and two servers sharing one PostgreSQL database.
-//! Reports requests/s, p50 and p99 latency, and the store's raw commit rate measured in the
-//! same run; afterwards checks that no two allocations overlap and none is missing.
+//! reused), against one server on SQLite, one on PostgreSQL, and two servers sharing one
+//! PostgreSQL database. Reports requests/s, p50 and p99 latency, and the store's raw commit
+//! rate measured in the same run; afterwards checks that no two allocations overlap and none is
+//! missing.
 //!
 //! Run with `cargo bench -p crosspool-server --bench vnet_put`. PostgreSQL comes from
 //! `CROSSPOOL_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`); its runs
