@@ -519,3 +519,42 @@ fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    fn sqlite_conn(dir: &std::path::Path) -> rusqlite::Connection {
+        let store = Store::open(&StoreConfig::sqlite(dir)).unwrap();
+        match store.inner.open_conn().unwrap() {
+            Conn::Sqlite(connection) => connection,
+            Conn::Postgres(..) => unreachable!("a SQLite store opens SQLite connections"),
+        }
+    }
+
+    #[test]
+    fn a_cached_statement_is_not_planned_again_for_new_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = sqlite_conn(dir.path());
+        // A bound LIMIT and a bound 0/1 each made SQLite re-prepare on every new value.
+        let sql = "SELECT id FROM resources WHERE tenant_id = ?1 AND created_at > ?2 LIMIT ?3";
+        for (created_after, limit) in [(0, 1), (1, 5), (0, 10), (1, 1)] {
+            let mut statement = connection.prepare_cached(sql).unwrap();
+            let mut rows = statement.query(rusqlite::params!["t", created_after, limit]).unwrap();
+            while rows.next().unwrap().is_some() {}
+        }
+        let statement = connection.prepare_cached(sql).unwrap();
+        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    #[test]
+    fn a_new_sqlite_database_uses_1_kib_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = sqlite_conn(dir.path());
+        let page_size: i64 =
+            connection.query_row("PRAGMA page_size", [], |row| row.get(0)).unwrap();
+        assert_eq!(page_size, 1024);
+    }
+}
