@@ -169,7 +169,14 @@ fn main() {
         "| backend | writers | store allocations/s | raw commits/s (same database) | store / raw |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for n_writers in [1, 16] {
+    // `CROSSPOOL_BENCH_ONLY=sqlite` (or `postgres`) runs one backend's rows, for profiling;
+    // `CROSSPOOL_BENCH_WRITERS=1` (or 16) one writer count.
+    let only = std::env::var("CROSSPOOL_BENCH_ONLY").unwrap_or_default();
+    let writer_counts: Vec<usize> = match std::env::var("CROSSPOOL_BENCH_WRITERS") {
+        Ok(count) => vec![count.parse().expect("CROSSPOOL_BENCH_WRITERS is a number")],
+        Err(_) => vec![1, 16],
+    };
+    for &n_writers in writer_counts.iter().filter(|_| only != "postgres") {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig::sqlite(dir.path().join("store"))).unwrap();
         let allocations = store_rate(&store, n_writers);
@@ -179,13 +186,16 @@ fn main() {
             100.0 * allocations / raw
         );
     }
+    if only == "sqlite" {
+        return;
+    }
     let url = std::env::var("CROSSPOOL_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     if postgres::Client::connect(&url, postgres::NoTls).is_err() {
         eprintln!("PostgreSQL at {url} is not reachable; skipping its rows");
         return;
     }
-    for n_writers in [1, 16] {
+    for &n_writers in &writer_counts {
         let schema = "crosspool_bench_store";
         let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();

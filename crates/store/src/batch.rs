@@ -122,6 +122,7 @@ impl Store {
         for job in jobs {
             job.deliver(commit.as_ref().err());
         }
+        self.inner.catch_up_checkpoint();
     }
 
     /// One attempt at a batch: every job in its savepoint, then one commit.

@@ -307,6 +307,7 @@ impl Store {
                 (Ok(value), Ok(())) => {
                     if mode == Mode::Write {
                         self.inner.committed();
+                        self.inner.catch_up_checkpoint();
                     }
                     return Ok(value);
                 }
@@ -362,6 +363,26 @@ impl Inner {
         }
     }
 
+    /// Called by a writer after it has answered its callers: on SQLite, once per checkpoint
+    /// round, copies the frames the round left in the WAL, so that the next write transaction
+    /// starts the WAL over (`checkpoint`). Skipped when the writer connection is busy; the
+    /// next writer does it.
+    fn catch_up_checkpoint(&self) {
+        let Some(checkpoints) = &self.checkpoints else { return };
+        if !checkpoints.catch_up_due() {
+            return;
+        }
+        let Some(conn) = self.writers.take_idle() else {
+            checkpoints.catch_up_missed();
+            return;
+        };
+        if let Conn::Sqlite(connection) = &conn {
+            // PASSIVE never waits; a failure leaves the frames in the WAL, durable.
+            let _ = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        }
+        self.writers.put(conn);
+    }
+
     fn open_conn(&self) -> Result<Conn, StoreError> {
         let open_error = |error: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             location: self.location.clone(),
@@ -397,6 +418,13 @@ impl Inner {
                          PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
                          PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
                     )
+                    .and_then(|()| {
+                        connection.pragma_update(
+                            None,
+                            "journal_size_limit",
+                            checkpoint::MAX_WAL_FRAMES * 1024,
+                        )
+                    })
                     .map_err(|error| match db::sqlite_error(error) {
                         StoreError::Database { source } => open_error(source),
                         other => other,
