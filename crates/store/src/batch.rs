@@ -136,9 +136,19 @@ impl Store {
             let use_savepoints = jobs.len() > 1;
             let mut must_retry = false;
             let mut any_succeeded = false;
+            // Whether the previous job succeeded: its savepoint's end goes with the next job's
+            // SAVEPOINT, in one round trip. The last one, if it succeeded, needs nothing:
+            // COMMIT releases it.
+            let mut previous: Option<bool> = None;
             for job in jobs.iter_mut() {
                 if use_savepoints {
-                    write_tx.tx.batch("SAVEPOINT job")?;
+                    write_tx.tx.batch(match previous {
+                        None => "SAVEPOINT job",
+                        Some(true) => "RELEASE SAVEPOINT job; SAVEPOINT job",
+                        Some(false) => {
+                            "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
+                        }
+                    })?;
                 }
                 // A panicking job fails alone; its caller hears that the worker stopped.
                 let succeeded =
@@ -148,13 +158,12 @@ impl Store {
                     break;
                 }
                 if use_savepoints {
-                    if succeeded {
-                        write_tx.tx.batch("RELEASE SAVEPOINT job")?;
-                    } else {
-                        write_tx.tx.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
-                    }
+                    previous = Some(succeeded);
                 }
                 any_succeeded |= succeeded;
+            }
+            if previous == Some(false) && any_succeeded && !must_retry {
+                write_tx.tx.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
             }
             let tx = write_tx.read.tx;
             if must_retry {

@@ -896,16 +896,18 @@ impl WriteTx<'_> {
 
     /// Serialises root-pool changes in one scope.
     fn scope_lock(&mut self, scope_key: &str) -> Result<(), StoreError> {
-        self.tx.execute(
-            "INSERT INTO pool_scopes (scope_key, version) VALUES ($1, 0) ON CONFLICT (scope_key) DO NOTHING",
-            &[scope_key.into()],
-        )?;
-        if self.tx.backend() == Backend::Postgres {
-            self.tx.query_opt(
-                "SELECT version FROM pool_scopes WHERE scope_key = $1 FOR UPDATE",
-                &[scope_key.into()],
-            )?;
-        }
+        // On PostgreSQL the update locks the row, created or not, in one round trip; SQLite's
+        // write transaction already holds the database's write lock.
+        let sql = match self.tx.backend() {
+            Backend::Postgres => {
+                "INSERT INTO pool_scopes (scope_key, version) VALUES ($1, 0) \
+                 ON CONFLICT (scope_key) DO UPDATE SET version = pool_scopes.version + 1"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO pool_scopes (scope_key, version) VALUES ($1, 0) ON CONFLICT (scope_key) DO NOTHING"
+            }
+        };
+        self.tx.execute(sql, &[scope_key.into()])?;
         Ok(())
     }
 
