@@ -121,7 +121,10 @@ impl WriteTx<'_> {
         precondition: &Precondition,
         now: Timestamp,
     ) -> Result<(StoredResource, bool), StoreError> {
-        let existing = self.resource_get(write.id)?;
+        // A create-only write needs no read first: the insert itself refuses an existing row
+        // (one round trip fewer, e.g. for every operation record).
+        let existing =
+            if *precondition == Precondition::Absent { None } else { self.resource_get(write.id)? };
         check(write.id, existing.as_ref(), precondition)?;
         let etag = next_etag(
             write.id,
@@ -145,9 +148,17 @@ impl WriteTx<'_> {
                 }
             }
             None => {
-                self.tx.execute(
+                // Create-only: an existing row makes it insert nothing (and leaves the
+                // transaction usable); otherwise a row inserted since the read is a conflict.
+                let sql = if *precondition == Precondition::Absent {
                     "INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id_key) DO NOTHING"
+                } else {
+                    "INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+                };
+                let n_inserted = self.tx.execute(
+                    sql,
                     &[
                         key.into(),
                         write.id.into(),
@@ -158,6 +169,12 @@ impl WriteTx<'_> {
                         Value::Int(now.0),
                     ],
                 )?;
+                if n_inserted == 0 {
+                    return Err(StoreError::AlreadyExists {
+                        what: "resource",
+                        id: write.id.to_owned(),
+                    });
+                }
                 return Ok((
                     StoredResource {
                         id: write.id.to_owned(),

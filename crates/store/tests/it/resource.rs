@@ -31,6 +31,22 @@ both_backends! {
         assert_eq!((fetched.id.as_str(), fetched.etag.as_str(), fetched.created_at), (ID, updated.etag.as_str(), Timestamp(1)));
     }
 
+    fn a_refused_create_only_write_leaves_its_transaction_usable(test: &TestStore) {
+        test.store.write_blocking(|tx| tx.resource_put(vnet(ID, "{\"v\":1}"), &Precondition::None, Timestamp(1))).unwrap();
+        // The same id in other letter case is the same resource. On PostgreSQL a failed
+        // statement would abort the transaction; the refusal must not.
+        let other_case = ID.to_uppercase();
+        let (refused, written) = test.store.write_blocking(|tx| {
+            let refused = tx.resource_put(vnet(&other_case, "{\"v\":2}"), &Precondition::Absent, Timestamp(2));
+            let written = tx.resource_put(vnet(&format!("{ID}b"), "{}"), &Precondition::None, Timestamp(2))?;
+            Ok::<_, StoreError>((refused, written))
+        }).unwrap();
+        assert!(matches!(refused, Err(StoreError::AlreadyExists { .. })), "{refused:?}");
+        assert!(written.1);
+        let stored = test.store.read_blocking(|tx| tx.resource_get(ID)).unwrap().unwrap();
+        assert_eq!(stored.body, "{\"v\":1}");
+    }
+
     fn if_match_and_if_none_match_are_enforced(test: &TestStore) {
         let (created, _) = test.store.write_blocking(|tx| tx.resource_put(vnet(ID, "{\"v\":1}"), &Precondition::Absent, Timestamp(1))).unwrap();
         let again = test.store.write_blocking(|tx| tx.resource_put(vnet(ID, "{}"), &Precondition::Absent, Timestamp(2)));
