@@ -125,6 +125,18 @@ impl WriteTx<'_> {
         // (one round trip fewer, e.g. for every operation record).
         let existing =
             if *precondition == Precondition::Absent { None } else { self.resource_get(write.id)? };
+        self.resource_put_over(write, existing, precondition, now)
+    }
+
+    /// `resource_put` over `existing`, what the caller read at `write.id` earlier in this
+    /// transaction (after the lock that serialises writes to it): spares reading it again.
+    pub fn resource_put_over(
+        &mut self,
+        write: ResourceWrite<'_>,
+        existing: Option<StoredResource>,
+        precondition: &Precondition,
+        now: Timestamp,
+    ) -> Result<(StoredResource, bool), StoreError> {
         check(write.id, existing.as_ref(), precondition)?;
         let etag = next_etag(
             write.id,

@@ -109,8 +109,45 @@ pub fn put(
     let id = body["id"].as_str().unwrap_or_default().to_owned();
     let text = body.to_string();
     let write = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
-    let (stored, created) =
-        tx.resource_put(write, precondition, now).map_err(crate::error::precondition_failed)?;
+    stored_doc(body, tx.resource_put(write, precondition, now))
+}
+
+/// The resource stored at `id` (of any type), and its document if it is of `kind`: what a write
+/// reads once, then passes to `put_over`.
+pub fn get_for_write(
+    tx: &mut ReadTx<'_>,
+    kind: &str,
+    id: &str,
+) -> Result<(Option<StoredResource>, Option<Doc>), StoreError> {
+    let stored = tx.resource_get(id)?;
+    let doc = stored
+        .clone()
+        .filter(|stored| stored.resource_type.eq_ignore_ascii_case(kind))
+        .and_then(Doc::from_stored);
+    Ok((stored, doc))
+}
+
+/// `put` over what `get_for_write` read earlier in this transaction.
+pub fn put_over(
+    tx: &mut WriteTx<'_>,
+    kind: &str,
+    tenant: &str,
+    body: &Value,
+    stored: Option<StoredResource>,
+    precondition: &Precondition,
+    now: Timestamp,
+) -> Result<(Doc, bool), ArmError> {
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    let text = body.to_string();
+    let write = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
+    stored_doc(body, tx.resource_put_over(write, stored, precondition, now))
+}
+
+fn stored_doc(
+    body: &Value,
+    written: Result<(StoredResource, bool), StoreError>,
+) -> Result<(Doc, bool), ArmError> {
+    let (stored, created) = written.map_err(crate::error::precondition_failed)?;
     Ok((Doc { id: stored.id, body: body.clone(), etag: stored.etag }, created))
 }
 

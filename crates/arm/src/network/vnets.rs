@@ -667,7 +667,7 @@ fn apply(
     change: Change<'_>,
 ) -> Result<(Doc, bool), ArmError> {
     tx.serialize_on(id)?;
-    let existing = docs::get(tx, VNET_TYPE, id)?;
+    let (stored, existing) = docs::get_for_write(tx, VNET_TYPE, id)?;
     let held = tx.allocations_of_owner(id)?;
     let mut blocks_by_pool: BTreeMap<String, Vec<Prefix>> = BTreeMap::new();
     let mut kept = Vec::new();
@@ -745,7 +745,7 @@ fn apply(
         "tags": spec.tags,
         "properties": properties,
     });
-    docs::put(tx, VNET_TYPE, tenant, &document, precondition, change.now)
+    docs::put_over(tx, VNET_TYPE, tenant, &document, stored, precondition, change.now)
 }
 
 /// A subnet's space from one pool (lower-cased pool id), or its static space (`None`).
