@@ -160,17 +160,11 @@ impl WriteTx<'_> {
                 }
             }
             None => {
-                // Create-only: an existing row makes it insert nothing (and leaves the
-                // transaction usable); otherwise a row inserted since the read is a conflict.
-                let sql = if *precondition == Precondition::Absent {
-                    "INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id_key) DO NOTHING"
-                } else {
-                    "INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
-                };
+                // A row that is there (create-only), or that another transaction inserted
+                // since the read, makes this insert nothing and leaves the transaction usable.
                 let n_inserted = self.tx.execute(
-                    sql,
+                    "INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id_key) DO NOTHING",
                     &[
                         key.into(),
                         write.id.into(),
@@ -182,9 +176,12 @@ impl WriteTx<'_> {
                     ],
                 )?;
                 if n_inserted == 0 {
-                    return Err(StoreError::AlreadyExists {
-                        what: "resource",
-                        id: write.id.to_owned(),
+                    let id = write.id.to_owned();
+                    return Err(match precondition {
+                        Precondition::Absent => StoreError::AlreadyExists { what: "resource", id },
+                        _ => StoreError::Constraint {
+                            source: format!("resource '{id}' was created meanwhile").into(),
+                        },
                     });
                 }
                 return Ok((

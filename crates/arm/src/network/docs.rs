@@ -106,10 +106,7 @@ pub fn put(
     precondition: &Precondition,
     now: Timestamp,
 ) -> Result<(Doc, bool), ArmError> {
-    let id = body["id"].as_str().unwrap_or_default().to_owned();
-    let text = body.to_string();
-    let write = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
-    stored_doc(body, tx.resource_put(write, precondition, now))
+    write_doc(tx, kind, tenant, body, |tx, write| tx.resource_put(write, precondition, now))
 }
 
 /// The resource stored at `id` (of any type), and its document if it is of `kind`: what a write
@@ -137,17 +134,26 @@ pub fn put_over(
     precondition: &Precondition,
     now: Timestamp,
 ) -> Result<(Doc, bool), ArmError> {
-    let id = body["id"].as_str().unwrap_or_default().to_owned();
-    let text = body.to_string();
-    let write = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
-    stored_doc(body, tx.resource_put_over(write, stored, precondition, now))
+    write_doc(tx, kind, tenant, body, |tx, write| {
+        tx.resource_put_over(write, stored, precondition, now)
+    })
 }
 
-fn stored_doc(
+/// Writes `body` (its `id` names it) with `write`; returns it as stored and whether it was created.
+fn write_doc(
+    tx: &mut WriteTx<'_>,
+    kind: &str,
+    tenant: &str,
     body: &Value,
-    written: Result<(StoredResource, bool), StoreError>,
+    write: impl FnOnce(
+        &mut WriteTx<'_>,
+        ResourceWrite<'_>,
+    ) -> Result<(StoredResource, bool), StoreError>,
 ) -> Result<(Doc, bool), ArmError> {
-    let (stored, created) = written.map_err(crate::error::precondition_failed)?;
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
+    let text = body.to_string();
+    let resource = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
+    let (stored, created) = write(tx, resource).map_err(crate::error::precondition_failed)?;
     Ok((Doc { id: stored.id, body: body.clone(), etag: stored.etag }, created))
 }
 
