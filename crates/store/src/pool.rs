@@ -51,6 +51,17 @@ pub struct PoolRecord {
     prefixes: Vec<Prefix>,
 }
 
+/// A pool read by `WriteTx::pool_lock_by_key`: its tree stays locked until the transaction
+/// ends, so allocating in it needs no second look-up.
+#[derive(Debug)]
+pub struct LockedPool(PoolRecord);
+
+impl LockedPool {
+    pub fn record(&self) -> &PoolRecord {
+        &self.0
+    }
+}
+
 impl PoolRecord {
     pub fn id(&self) -> PoolId {
         self.id
@@ -673,20 +684,51 @@ impl WriteTx<'_> {
         owner: Owner<'_>,
         change: Change<'_>,
     ) -> Result<AllocationRecord, StoreError> {
-        let pool = self.pool_lock(pool_id)?;
+        let pool = LockedPool(self.pool_lock(pool_id)?);
+        self.pool_allocate_locked(&pool, request, holder, owner, change)
+    }
+
+    /// The pool with this resource key (case-insensitive), if any, with its tree locked for the
+    /// rest of the transaction, as `pool_allocate` locks it: a caller that must look at the pool
+    /// before allocating in it reads it once.
+    pub fn pool_lock_by_key(
+        &mut self,
+        resource_key: &str,
+    ) -> Result<Option<LockedPool>, StoreError> {
+        let key = resource_key.to_ascii_lowercase();
+        if self.tx.backend() == Backend::Sqlite {
+            return Ok(self.pool_by_key(&key)?.map(LockedPool));
+        }
+        let sql = format!(
+            "{POOL_SELECT} JOIN pool_trees t ON t.id = p.tree_id WHERE p.resource_key = $1 ORDER BY pp.addr FOR UPDATE OF t"
+        );
+        let rows = self.tx.query(&sql, &[key.into()])?;
+        Ok(pools_from_rows(&rows).pop().map(LockedPool))
+    }
+
+    /// `pool_allocate` in a pool this transaction has locked.
+    pub fn pool_allocate_locked(
+        &mut self,
+        pool: &LockedPool,
+        request: &Request,
+        holder: Holder,
+        owner: Owner<'_>,
+        change: Change<'_>,
+    ) -> Result<AllocationRecord, StoreError> {
+        let pool = &pool.0;
         let mut blocks = match *request {
-            Request::Prefix(prefix) => vec![self.free_take_prefix(&pool, prefix)?],
+            Request::Prefix(prefix) => vec![self.free_take_prefix(pool, prefix)?],
             Request::Count(_) | Request::Length(_) => {
                 let lens = request::block_lengths(pool.family, request)?;
-                let largest_before = if lens.len() > 1 { self.free_largest(&pool)? } else { None };
+                let largest_before = if lens.len() > 1 { self.free_largest(pool)? } else { None };
                 let mut blocks = Vec::with_capacity(lens.len());
                 for len in &lens {
-                    match self.free_take_len(&pool, *len)? {
+                    match self.free_take_len(pool, *len)? {
                         Some(block) => blocks.push(block),
                         None => {
                             // The transaction rolls back, so blocks taken so far stay free.
                             let largest_free = if blocks.is_empty() {
-                                self.free_largest(&pool)?
+                                self.free_largest(pool)?
                             } else {
                                 largest_before
                             };
@@ -713,10 +755,10 @@ impl WriteTx<'_> {
         let owner_key = owner.id.to_ascii_lowercase();
         let id = match self.tx.backend() {
             Backend::Sqlite => {
-                self.allocation_insert_sqlite(&pool, &blocks, holder, owner, &owner_key, change)?
+                self.allocation_insert_sqlite(pool, &blocks, holder, owner, &owner_key, change)?
             }
             Backend::Postgres => {
-                self.allocation_insert_postgres(&pool, &blocks, holder, owner, &owner_key, change)?
+                self.allocation_insert_postgres(pool, &blocks, holder, owner, &owner_key, change)?
             }
         };
         let allocation = AllocationRecord {

@@ -90,6 +90,21 @@ both_backends! {
         assert!(test.store.read_blocking(|tx| tx.allocations_of_pool(pool.id())).unwrap().is_empty());
     }
 
+    fn a_pool_locked_by_its_key_is_allocated_in_as_by_its_id(test: &TestStore) {
+        let pool = test.store.write_blocking(|tx| create(tx, "p", None, &["10.0.0.0/16"])).unwrap();
+        let (locked, unknown, allocation) = test.store.write_blocking(|tx| {
+            let locked = tx.pool_lock_by_key("/NM/ipamPools/P")?.expect("the pool, by its key in any case");
+            let unknown = tx.pool_lock_by_key("/nm/ipamPools/nope")?;
+            let allocation = tx.pool_allocate_locked(&locked, &count("100"), Holder::Resource, VNET, change(2))?;
+            Ok::<_, StoreError>((locked.record().clone(), unknown.is_none(), allocation))
+        }).unwrap();
+        assert_eq!(locked, pool);
+        assert!(unknown);
+        assert_eq!(show(allocation.blocks()), "10.0.0.0/26 10.0.0.64/27 10.0.0.96/29");
+        let listed = test.store.read_blocking(|tx| tx.allocations_of_pool(pool.id())).unwrap();
+        assert_eq!(listed, vec![allocation]);
+    }
+
     fn an_explicit_prefix_must_be_inside_and_free(test: &TestStore) {
         let pool = test.store.write_blocking(|tx| create(tx, "p", None, &["10.0.0.0/24"])).unwrap();
         let allocate = |text: &str| test.store.write_blocking(|tx| tx.pool_allocate(pool.id(), &Request::Prefix(prefix(text)), Holder::StaticCidr, VNET, change(2)));
