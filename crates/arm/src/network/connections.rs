@@ -111,17 +111,42 @@ pub fn connected_subscriptions(
     tx: &mut ReadTx<'_>,
     manager_id: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
+    connected_where(tx, manager_id, |_| true)
+}
+
+/// Whether a Connected pair puts `scope` (`/subscriptions/{id}`, lower-case) of `tenant` in a
+/// manager's scope. Only the scope connections that name it are checked for a counterpart.
+pub fn is_connected(
+    tx: &mut ReadTx<'_>,
+    manager_id: &str,
+    tenant: &str,
+    scope: &str,
+) -> Result<bool, StoreError> {
+    let named = |(connected_tenant, connected): &(String, String)| {
+        connected_tenant.eq_ignore_ascii_case(tenant) && connected == scope
+    };
+    Ok(!connected_where(tx, manager_id, named)?.is_empty())
+}
+
+/// The (tenant, subscription scope) pairs of a manager's scope connections that `wanted` keeps
+/// and that have a counterpart.
+fn connected_where(
+    tx: &mut ReadTx<'_>,
+    manager_id: &str,
+    wanted: impl Fn(&(String, String)) -> bool,
+) -> Result<Vec<(String, String)>, StoreError> {
     let prefix = format!("{manager_id}/scopeConnections/");
     let mut connected = Vec::new();
     for doc in docs::list(tx, SCOPE_CONNECTION_TYPE, &prefix, None, 10_000)? {
-        if !counterparts_of_scope(tx, &doc)?.is_empty() {
-            let properties = &doc.body["properties"];
-            let tenant = properties["tenantId"].as_str().unwrap_or_default().to_ascii_lowercase();
-            if let Some(scope) =
-                subscription_scope(properties["resourceId"].as_str().unwrap_or_default())
-            {
-                connected.push((tenant, scope));
-            }
+        let properties = &doc.body["properties"];
+        let tenant = properties["tenantId"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let Some(scope) = subscription_scope(properties["resourceId"].as_str().unwrap_or_default())
+        else {
+            continue;
+        };
+        let pair = (tenant, scope);
+        if wanted(&pair) && !counterparts_of_scope(tx, &doc)?.is_empty() {
+            connected.push(pair);
         }
     }
     Ok(connected)

@@ -9,7 +9,7 @@ use store::ReadTx;
 use store::error::StoreError;
 use store::resource::Precondition;
 
-use super::connections::connected_subscriptions;
+use super::connections::{connected_subscriptions, is_connected};
 use super::docs::{self, Doc, MANAGER_TYPE, POOL_TYPE, SCOPE_CONNECTION_TYPE};
 use crate::error::{ArmError, json};
 use crate::operation;
@@ -40,14 +40,14 @@ pub fn in_scope(
                 .filter_map(Value::as_str)
                 .any(|s| s.trim_end_matches('/').eq_ignore_ascii_case(&scope))
         });
-    let manager_tenant =
-        tx.resource_get(&manager.id)?.map(|stored| stored.tenant_id).unwrap_or_default();
-    if own && manager_tenant.eq_ignore_ascii_case(tenant) {
-        return Ok(true);
+    if own {
+        let manager_tenant =
+            tx.resource_get(&manager.id)?.map(|stored| stored.tenant_id).unwrap_or_default();
+        if manager_tenant.eq_ignore_ascii_case(tenant) {
+            return Ok(true);
+        }
     }
-    Ok(connected_subscriptions(tx, &manager.id)?.iter().any(|(connected_tenant, connected)| {
-        connected_tenant.eq_ignore_ascii_case(tenant) && *connected == scope
-    }))
+    is_connected(tx, &manager.id, tenant, &scope)
 }
 
 /// A manager as served: with `crossTenantScopes` from its Connected pairs.

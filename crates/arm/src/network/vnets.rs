@@ -24,7 +24,7 @@ use store::error::StoreError;
 use store::pool::{Change, Owner};
 use store::resource::Precondition;
 
-use super::docs::{self, Doc, POOL_TYPE, VNET_TYPE};
+use super::docs::{self, Doc, VNET_TYPE};
 use super::linked;
 use crate::error::{ArmError, json};
 use crate::operation::{self, Operation};
@@ -607,15 +607,14 @@ fn pool_facts(
 ) -> Result<Result<Vec<PoolFacts>, ArmError>, StoreError> {
     let mut facts = Vec::new();
     for ask in asks {
-        let Some(pool) = docs::get(tx, POOL_TYPE, &ask.pool_id)? else {
-            return Ok(Err(pool_not_found(&ask.pool_id)));
-        };
-        let Some(record) = super::pools::record(tx, &pool.id)? else {
+        // A pool's record is written and removed with its document: one read tells both.
+        let Some(record) = super::pools::record(tx, &ask.pool_id)? else {
             return Ok(Err(pool_not_found(&ask.pool_id)));
         };
         if touched.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id)) {
-            let manager_id = &pool.id
-                [..pool.id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool.id.len())];
+            let pool_id = &ask.pool_id;
+            let manager_id = &pool_id
+                [..pool_id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool_id.len())];
             let manager = docs::get(tx, super::MANAGER_TYPE, manager_id)?;
             let in_scope = match &manager {
                 Some(manager) => {
@@ -629,7 +628,7 @@ fn pool_facts(
                     "SubscriptionNotInNetworkManagerScope",
                     format!(
                         "The subscription '{vnet_subscription}' is not in the scope of network manager '{manager_id}', which owns pool '{}'. Add the subscription to the manager's scopes, or connect it: a scope connection under the manager and a network manager connection in the subscription.",
-                        pool.id
+                        ask.pool_id
                     ),
                 )));
             }
@@ -668,12 +667,16 @@ fn apply(
 ) -> Result<(Doc, bool), ArmError> {
     tx.serialize_on(id)?;
     let (stored, existing) = docs::get_for_write(tx, VNET_TYPE, id)?;
-    let held = tx.allocations_of_owner(id)?;
+    // A VNet's allocations live and die with its document, in the same transactions (every
+    // delete releases them), so where nothing is stored nothing is held.
+    let held = if stored.is_some() { tx.allocations_of_owner(id)? } else { Vec::new() };
     let mut blocks_by_pool: BTreeMap<String, Vec<Prefix>> = BTreeMap::new();
     let mut kept = Vec::new();
     for ask in &spec.asks {
-        let record =
-            super::pools::record(tx, &ask.pool_id)?.ok_or_else(|| pool_not_found(&ask.pool_id))?;
+        // Read with its tree locked, as allocating in it would lock it: one look-up, not two.
+        let pool =
+            tx.pool_lock_by_key(&ask.pool_id)?.ok_or_else(|| pool_not_found(&ask.pool_id))?;
+        let record = pool.record();
         let mine: Vec<_> = held.iter().filter(|a| a.pool() == record.id()).collect();
         let have = mine
             .iter()
@@ -685,7 +688,7 @@ fn apply(
         if want > have {
             let more = want.sub_contained(have);
             let added = tx
-                .pool_allocate(record.id(), &Request::Count(more), Holder::Resource, owner, change)
+                .pool_allocate_locked(&pool, &Request::Count(more), Holder::Resource, owner, change)
                 .map_err(docs::store_error)?;
             now_held.extend_from_slice(added.blocks());
         } else if want < have {
