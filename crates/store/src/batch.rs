@@ -91,6 +91,17 @@ impl Batcher {
         }
     }
 
+    /// After a batch: whether jobs wait, which the caller then leads; else it stops leading.
+    fn keep_leading(&self) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if queue.jobs.is_empty() {
+            queue.n_leaders -= 1;
+            false
+        } else {
+            true
+        }
+    }
+
     /// The next batch, or `None` when the queue is empty (and this leader stops).
     fn next_batch(&self) -> Option<Vec<Box<dyn Job>>> {
         let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -108,6 +119,23 @@ impl Store {
     pub(crate) fn lead_batches(&self) {
         while let Some(jobs) = self.inner.batcher.next_batch() {
             self.run_batch(jobs);
+            self.inner.catch_up_checkpoint();
+        }
+    }
+
+    /// A leader on a caller's thread: runs one batch (the caller's job is in it unless
+    /// `MAX_BATCH` jobs were waiting ahead), then leaves what is left, the jobs that came
+    /// meanwhile and a due checkpoint catch-up, to a leader on a blocking thread, so that the
+    /// caller's answer waits for its own batch only.
+    pub(crate) fn lead_one_batch(&self) {
+        let Some(jobs) = self.inner.batcher.next_batch() else { return };
+        self.run_batch(jobs);
+        if self.inner.batcher.keep_leading() {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.lead_batches());
+        } else if self.inner.catch_up_pending() {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.inner.catch_up_checkpoint());
         }
     }
 
@@ -122,7 +150,6 @@ impl Store {
         for job in jobs {
             job.deliver(commit.as_ref().err());
         }
-        self.inner.catch_up_checkpoint();
     }
 
     /// One attempt at a batch: every job in its savepoint, then one commit.

@@ -106,6 +106,11 @@ impl Checkpointer {
         self.catch_up.swap(false, Ordering::AcqRel)
     }
 
+    /// Whether a catch-up is due, leaving it due.
+    pub(crate) fn catch_up_pending(&self) -> bool {
+        self.catch_up.load(Ordering::Acquire)
+    }
+
     /// Says that a due catch-up could not run (the writer connection was busy).
     pub(crate) fn catch_up_missed(&self) {
         self.catch_up.store(true, Ordering::Release);

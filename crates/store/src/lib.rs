@@ -23,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
+use tokio::runtime::RuntimeFlavor;
 
 use crate::db::{Backend, Conn, Mode, Tx};
 use crate::error::StoreError;
@@ -189,7 +190,16 @@ impl Store {
         let job = Box::new(batch::TypedJob { f, result: None, reply });
         if self.inner.batcher.push(job) {
             let store = self.clone();
-            tokio::task::spawn_blocking(move || store.lead_batches());
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+            if multi_thread {
+                // The writer that finds no leader leads one batch itself, on its own thread (its
+                // worker's other tasks move to another thread meanwhile): a lone writer's
+                // transaction then costs no hand-off to a blocking thread and back.
+                tokio::task::block_in_place(|| store.lead_one_batch());
+            } else {
+                tokio::task::spawn_blocking(move || store.lead_batches());
+            }
         }
         answer.await.unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()))
     }
@@ -367,6 +377,11 @@ impl Inner {
     /// round, copies the frames the round left in the WAL, so that the next write transaction
     /// starts the WAL over (`checkpoint`). Skipped when the writer connection is busy; the
     /// next writer does it.
+    /// Whether `catch_up_checkpoint` has work to do.
+    fn catch_up_pending(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|checkpoints| checkpoints.catch_up_pending())
+    }
+
     fn catch_up_checkpoint(&self) {
         let Some(checkpoints) = &self.checkpoints else { return };
         if !checkpoints.catch_up_due() {
