@@ -696,14 +696,7 @@ impl WriteTx<'_> {
         resource_key: &str,
     ) -> Result<Option<LockedPool>, StoreError> {
         let key = resource_key.to_ascii_lowercase();
-        if self.tx.backend() == Backend::Sqlite {
-            return Ok(self.pool_by_key(&key)?.map(LockedPool));
-        }
-        let sql = format!(
-            "{POOL_SELECT} JOIN pool_trees t ON t.id = p.tree_id WHERE p.resource_key = $1 ORDER BY pp.addr FOR UPDATE OF t"
-        );
-        let rows = self.tx.query(&sql, &[key.into()])?;
-        Ok(pools_from_rows(&rows).pop().map(LockedPool))
+        Ok(self.pool_locked_where("p.resource_key", key.into())?.map(LockedPool))
     }
 
     /// `pool_allocate` in a pool this transaction has locked.
@@ -914,16 +907,25 @@ impl WriteTx<'_> {
     /// holds this lock until it commits. On SQLite the write transaction already holds the
     /// database's single write lock, so this is a plain read.
     fn pool_lock(&mut self, id: PoolId) -> Result<PoolRecord, StoreError> {
-        if self.tx.backend() == Backend::Sqlite {
-            return self.pool_get(id);
-        }
-        let sql = format!(
-            "{POOL_SELECT} JOIN pool_trees t ON t.id = p.tree_id WHERE p.id = $1 ORDER BY pp.addr FOR UPDATE OF t"
-        );
-        let rows = self.tx.query(&sql, &[int(id.0)])?;
-        pools_from_rows(&rows)
-            .pop()
+        self.pool_locked_where("p.id", int(id.0))?
             .ok_or_else(|| StoreError::NotFound { what: "pool", id: id.0.to_string() })
+    }
+
+    /// The pool whose `column` is `value`, read in the statement that locks its tree on
+    /// PostgreSQL; SQLite's write transaction already holds the database's write lock.
+    fn pool_locked_where(
+        &mut self,
+        column: &str,
+        value: Value,
+    ) -> Result<Option<PoolRecord>, StoreError> {
+        let lock = match self.tx.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF t",
+        };
+        let sql = format!(
+            "{POOL_SELECT} JOIN pool_trees t ON t.id = p.tree_id WHERE {column} = $1 ORDER BY pp.addr{lock}"
+        );
+        Ok(pools_from_rows(&self.tx.query(&sql, &[value])?).pop())
     }
 
     /// Serialises the transactions that call it with the same `key` (e.g. the writes of one
