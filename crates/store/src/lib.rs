@@ -177,8 +177,10 @@ impl Store {
         &self.inner.location
     }
 
-    /// Runs `f` in a write transaction on a blocking thread and answers once it has committed.
-    /// Concurrent calls share transactions (group commit, see `batch`): `f` then runs inside a
+    /// Runs `f` in a write transaction and answers once it has committed; the transaction runs
+    /// on the caller's thread (which then blocks, as in `block_in_place`) or on a blocking
+    /// thread, never on an async worker that goes on polling other tasks. Concurrent calls
+    /// share transactions (group commit, see `batch`): `f` then runs inside a
     /// savepoint, and an `Err` from it rolls back only its own changes.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -373,15 +375,15 @@ impl Inner {
         }
     }
 
-    /// Called by a writer after it has answered its callers: on SQLite, once per checkpoint
-    /// round, copies the frames the round left in the WAL, so that the next write transaction
-    /// starts the WAL over (`checkpoint`). Skipped when the writer connection is busy; the
-    /// next writer does it.
     /// Whether `catch_up_checkpoint` has work to do.
     fn catch_up_pending(&self) -> bool {
         self.checkpoints.as_ref().is_some_and(|checkpoints| checkpoints.catch_up_pending())
     }
 
+    /// Called by a writer after it has answered its callers: on SQLite, once per checkpoint
+    /// round, copies the frames the round left in the WAL, so that the next write transaction
+    /// starts the WAL over (`checkpoint`). Skipped when the writer connection is busy; the
+    /// next writer does it.
     fn catch_up_checkpoint(&self) {
         let Some(checkpoints) = &self.checkpoints else { return };
         if !checkpoints.catch_up_due() {
