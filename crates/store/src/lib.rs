@@ -191,15 +191,15 @@ impl Store {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Box::new(batch::TypedJob { f, result: None, reply });
         if self.inner.batcher.push(job) {
-            let store = self.clone();
             let multi_thread = tokio::runtime::Handle::try_current()
                 .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
             if multi_thread {
                 // The writer that finds no leader leads one batch itself, on its own thread (its
                 // worker's other tasks move to another thread meanwhile): a lone writer's
                 // transaction then costs no hand-off to a blocking thread and back.
-                tokio::task::block_in_place(|| store.lead_one_batch());
+                tokio::task::block_in_place(|| self.lead_one_batch());
             } else {
+                let store = self.clone();
                 tokio::task::spawn_blocking(move || store.lead_batches());
             }
         }

@@ -28,9 +28,10 @@ pub struct Doc {
 }
 
 impl Doc {
-    fn from_stored(stored: StoredResource) -> Option<Doc> {
+    /// The document parsed from a stored resource's text (only its id and etag are copied).
+    fn from_stored(stored: &StoredResource) -> Option<Doc> {
         let body = serde_json::from_str(&stored.body).ok()?;
-        Some(Doc { id: stored.id, body, etag: stored.etag })
+        Some(Doc { id: stored.id.clone(), body, etag: stored.etag.clone() })
     }
 
     /// The body as served: with its etag, without crosspool's own bookkeeping.
@@ -49,7 +50,7 @@ pub fn get(tx: &mut ReadTx<'_>, kind: &str, id: &str) -> Result<Option<Doc>, Sto
     Ok(tx
         .resource_get(id)?
         .filter(|stored| stored.resource_type.eq_ignore_ascii_case(kind))
-        .and_then(Doc::from_stored))
+        .and_then(|stored| Doc::from_stored(&stored)))
 }
 
 /// The same, outside a transaction.
@@ -93,7 +94,7 @@ pub fn list(
     Ok(tx
         .resources_list(kind, prefix, after, limit)?
         .into_iter()
-        .filter_map(Doc::from_stored)
+        .filter_map(|stored| Doc::from_stored(&stored))
         .collect())
 }
 
@@ -118,7 +119,7 @@ pub fn get_for_write(
 ) -> Result<(Option<StoredResource>, Option<Doc>), StoreError> {
     let stored = tx.resource_get(id)?;
     let doc = stored
-        .clone()
+        .as_ref()
         .filter(|stored| stored.resource_type.eq_ignore_ascii_case(kind))
         .and_then(Doc::from_stored);
     Ok((stored, doc))
