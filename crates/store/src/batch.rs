@@ -169,11 +169,11 @@ impl Store {
             let mut previous: Option<bool> = None;
             for job in jobs.iter_mut() {
                 if use_savepoints {
-                    write_tx.tx.batch(match previous {
-                        None => "SAVEPOINT job",
-                        Some(true) => "RELEASE SAVEPOINT job; SAVEPOINT job",
+                    write_tx.tx.control(match previous {
+                        None => &["SAVEPOINT job"],
+                        Some(true) => &["RELEASE SAVEPOINT job", "SAVEPOINT job"],
                         Some(false) => {
-                            "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
+                            &["ROLLBACK TO SAVEPOINT job", "RELEASE SAVEPOINT job", "SAVEPOINT job"]
                         }
                     })?;
                 }
@@ -190,7 +190,7 @@ impl Store {
                 any_succeeded |= succeeded;
             }
             if previous == Some(false) && any_succeeded && !must_retry {
-                write_tx.tx.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+                write_tx.tx.control(&["ROLLBACK TO SAVEPOINT job", "RELEASE SAVEPOINT job"])?;
             }
             let tx = write_tx.read.tx;
             if must_retry {

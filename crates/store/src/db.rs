@@ -207,7 +207,7 @@ impl Conn {
                 // BEGIN IMMEDIATE takes the write lock at once, so a transaction that reads free
                 // space and then takes it can never be overtaken by another writer in between.
                 let begin = if mode == Mode::Write { "BEGIN IMMEDIATE" } else { "BEGIN" };
-                connection.execute_batch(begin).map_err(sqlite_error)?;
+                run_cached(connection, begin)?;
                 TxInner::Sqlite(connection)
             }
             Conn::Postgres(client, statements) => {
@@ -299,12 +299,29 @@ impl Tx<'_> {
         self.note(result)
     }
 
+    /// Runs transaction-control statements without parameters (savepoints): on SQLite each
+    /// from the statement cache, on PostgreSQL all in one round trip.
+    pub(crate) fn control(&mut self, statements: &[&str]) -> Result<(), StoreError> {
+        let result =
+            match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
+                TxInner::Sqlite(connection) => {
+                    statements.iter().try_for_each(|sql| run_cached(connection, sql))
+                }
+                TxInner::Postgres(transaction, _) => {
+                    transaction.batch_execute(&statements.join("; ")).map_err(postgres_error)
+                }
+                TxInner::PostgresRead(client, _) => {
+                    client.batch_execute(&statements.join("; ")).map_err(postgres_error)
+                }
+            };
+        self.note(result)
+    }
+
     /// Commits, or rolls back when `commit` is false.
     pub(crate) fn finish(mut self, commit: bool) -> Result<(), StoreError> {
         match self.inner.take().expect("a transaction is finished once") {
             TxInner::Sqlite(connection) => {
-                let end = if commit { "COMMIT" } else { "ROLLBACK" };
-                connection.execute_batch(end).map_err(sqlite_error)
+                run_cached(connection, if commit { "COMMIT" } else { "ROLLBACK" })
             }
             TxInner::Postgres(transaction, _) => {
                 if commit { transaction.commit() } else { transaction.rollback() }
@@ -362,6 +379,17 @@ fn postgres_query(
 /// SQLite spells positional parameters `?1`; the statements here use PostgreSQL's `$1`.
 fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
+}
+
+/// Runs a statement without parameters or rows from the connection's statement cache:
+/// `execute_batch` would parse and plan it again on every call, and transactions begin and end
+/// thousands of times a second.
+fn run_cached(connection: &rusqlite::Connection, sql: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
+        .map(drop)
+        .map_err(sqlite_error)
 }
 
 fn sqlite_query(
