@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_subscriptions_and_roles.sql"),
         postgres: include_str!("../migrations/postgres/0005_subscriptions_and_roles.sql"),
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/sqlite/0006_allocation_blocks_without_rowid.sql"),
+        postgres: include_str!("../migrations/postgres/0006_allocation_blocks_without_rowid.sql"),
+    },
 ];
 
 /// The schema version this build writes.

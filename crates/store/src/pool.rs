@@ -337,8 +337,8 @@ impl ReadTx<'_> {
             })
             .collect();
         let held_rows = self.tx.query(
-            "SELECT b.addr, b.len, a.holder FROM allocation_blocks b JOIN allocations a ON a.id = b.allocation_id \
-             WHERE b.pool_id = $1",
+            "SELECT b.addr, b.len, a.holder FROM allocations a JOIN allocation_blocks b ON b.allocation_id = a.id \
+             WHERE a.pool_id = $1",
             &[int(id.0)],
         )?;
         let held = held_rows.iter().map(|row| {

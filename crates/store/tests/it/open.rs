@@ -2,10 +2,15 @@
 
 use std::time::Duration;
 
+use ipam::plan::Placement;
+use ipam::prefix::Prefix;
+use ipam::request::{Request, parse_count};
+use ipam::usage::Holder;
 use store::error::StoreError;
+use store::pool::{NewPool, Owner};
 use store::{Store, StoreConfig};
 
-use crate::support::{Kind, fresh, postgres_available, postgres_url, unique_schema};
+use crate::support::{Kind, change, fresh, postgres_available, postgres_url, unique_schema};
 
 #[test]
 fn a_second_open_runs_no_migration() {
@@ -22,6 +27,73 @@ fn a_second_open_runs_no_migration() {
     assert!(first.windows(2).all(|pair| pair[1] == pair[0] + 1), "{first:?}");
     drop(Store::open(&test.config).unwrap());
     assert_eq!(versions(), first);
+}
+
+/// Migration 6 rebuilds SQLite's `allocation_blocks` as one b-tree keyed by allocation: a
+/// database written before it keeps every allocation, block for block.
+#[test]
+fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::sqlite(dir.path());
+    let vnet = Owner { id: "/subscriptions/b/virtualNetworks/vnet", tenant: "tenant-b" };
+    let (pool, before) = {
+        let store = Store::open(&config).unwrap();
+        let pool = store
+            .write_blocking(|tx| {
+                let new = NewPool {
+                    resource_key: "/nm/ipamPools/p".to_owned(),
+                    name: "p".to_owned(),
+                    scope_key: "/nm".to_owned(),
+                    parent: None,
+                    prefixes: vec![Prefix::parse("10.0.0.0/16").unwrap()],
+                    placement: Placement::BestFit,
+                    max_depth: 7,
+                };
+                let pool = tx.pool_create(&new, change(1))?;
+                for size in ["100", "8", "1000"] {
+                    let request = Request::Count(parse_count(size).unwrap());
+                    tx.pool_allocate(pool.id(), &request, Holder::Resource, vnet, change(2))?;
+                }
+                Ok::<_, StoreError>(pool.id())
+            })
+            .unwrap();
+        (pool, store.read_blocking(|tx| tx.allocations_of_pool(pool)).unwrap())
+    };
+    assert_eq!(before.iter().map(|allocation| allocation.blocks().len()).sum::<usize>(), 3 + 1 + 6);
+    // Back to the schema of version 5: the blocks in a rowid table with two indexes.
+    let connection = rusqlite::Connection::open(dir.path().join("crosspool.db")).unwrap();
+    connection
+        .execute_batch(
+            "BEGIN; \
+             CREATE TABLE old_blocks (allocation_id INTEGER NOT NULL REFERENCES allocations (id), \
+                 pool_id INTEGER NOT NULL, tree_id INTEGER NOT NULL, addr BLOB NOT NULL, \
+                 last_addr BLOB NOT NULL, len INTEGER NOT NULL, PRIMARY KEY (tree_id, addr, len)); \
+             INSERT INTO old_blocks SELECT allocation_id, pool_id, tree_id, addr, last_addr, len FROM allocation_blocks; \
+             DROP TABLE allocation_blocks; \
+             ALTER TABLE old_blocks RENAME TO allocation_blocks; \
+             CREATE INDEX allocation_blocks_by_allocation ON allocation_blocks (allocation_id); \
+             DELETE FROM crosspool_schema WHERE version >= 6; \
+             COMMIT;",
+        )
+        .unwrap();
+    drop(connection);
+
+    let store = Store::open(&config).unwrap();
+    assert_eq!(store.read_blocking(|tx| tx.allocations_of_pool(pool)).unwrap(), before);
+    assert_eq!(store.read_blocking(|tx| tx.allocations_of_owner(vnet.id)).unwrap(), before);
+    let connection = rusqlite::Connection::open(dir.path().join("crosspool.db")).unwrap();
+    let sql: String = connection
+        .query_row("SELECT sql FROM sqlite_master WHERE name = 'allocation_blocks'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    for allocation in &before {
+        store.write_blocking(|tx| tx.allocation_release(allocation.id(), change(3))).unwrap();
+    }
+    let usage = store.read_blocking(|tx| tx.pool_usage(pool)).unwrap();
+    assert_eq!(usage.available_address_prefixes(), [Prefix::parse("10.0.0.0/16").unwrap()]);
+    assert_eq!(store.read_blocking(|tx| tx.audit_overlapping_blocks()).unwrap(), 0);
 }
 
 #[test]
