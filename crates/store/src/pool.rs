@@ -337,8 +337,8 @@ impl ReadTx<'_> {
             })
             .collect();
         let held_rows = self.tx.query(
-            "SELECT b.addr, b.len, a.holder FROM allocations a JOIN allocation_blocks b ON b.allocation_id = a.id \
-             WHERE a.pool_id = $1",
+            "SELECT b.addr, b.len, a.holder FROM allocations a JOIN allocation_blocks b ON b.pool_id = a.pool_id AND b.allocation_id = a.id \
+             WHERE a.pool_id = $1 AND b.pool_id = $1",
             &[int(id.0)],
         )?;
         let held = held_rows.iter().map(|row| {
@@ -364,7 +364,7 @@ impl ReadTx<'_> {
         &mut self,
         pool: PoolId,
     ) -> Result<Vec<AllocationRecord>, StoreError> {
-        self.allocations_where("a.pool_id = $1", &[int(pool.0)])
+        self.allocations_where("a.pool_id = $1 AND b.pool_id = $1", &[int(pool.0)])
     }
 
     /// The allocations held by one owner (case-insensitive), oldest first.
@@ -419,7 +419,7 @@ impl ReadTx<'_> {
             &format!(
                 "SELECT a.id, a.pool_id, a.holder, a.owner_id, a.owner_tenant, a.created_at, p.family, b.addr, b.len \
                  FROM allocations a JOIN pools p ON p.id = a.pool_id \
-                 JOIN allocation_blocks b ON b.allocation_id = a.id WHERE {condition} ORDER BY a.id, b.addr"
+                 JOIN allocation_blocks b ON b.pool_id = a.pool_id AND b.allocation_id = a.id WHERE {condition} ORDER BY a.id, b.addr"
             ),
             params,
         )?;
@@ -599,7 +599,11 @@ impl WriteTx<'_> {
         }
         if self
             .tx
-            .query_opt("SELECT 1 FROM allocations WHERE pool_id = $1 LIMIT 1", &[int(id.0)])?
+            .query_opt(
+                "SELECT 1 FROM allocations a JOIN allocation_blocks b ON b.pool_id = a.pool_id \
+                 AND b.allocation_id = a.id WHERE a.pool_id = $1 AND b.pool_id = $1 LIMIT 1",
+                &[int(id.0)],
+            )?
             .is_some()
         {
             return Err(IpamError::PoolNotEmpty {
@@ -881,7 +885,10 @@ impl WriteTx<'_> {
     ) -> Result<AllocationRecord, StoreError> {
         let allocation = self.allocation_get(id)?;
         let pool = self.pool_lock(allocation.pool)?;
-        self.tx.execute("DELETE FROM allocation_blocks WHERE allocation_id = $1", &[int(id.0)])?;
+        self.tx.execute(
+            "DELETE FROM allocation_blocks WHERE pool_id = $1 AND allocation_id = $2",
+            &[int(allocation.pool.0), int(id.0)],
+        )?;
         if self.tx.execute("DELETE FROM allocations WHERE id = $1", &[int(id.0)])? == 0 {
             // Another transaction released it while this one waited for the lock.
             return Err(StoreError::NotFound { what: "allocation", id: id.0.to_string() });

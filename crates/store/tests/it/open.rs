@@ -29,7 +29,7 @@ fn a_second_open_runs_no_migration() {
     assert_eq!(versions(), first);
 }
 
-/// Migration 6 rebuilds SQLite's `allocation_blocks` as one b-tree keyed by allocation: a
+/// Migration 6 rebuilds SQLite's `allocation_blocks` as one b-tree keyed by pool and allocation: a
 /// database written before it keeps every allocation, block for block.
 #[test]
 fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
@@ -60,7 +60,8 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
         (pool, store.read_blocking(|tx| tx.allocations_of_pool(pool)).unwrap())
     };
     assert_eq!(before.iter().map(|allocation| allocation.blocks().len()).sum::<usize>(), 3 + 1 + 6);
-    // Back to the schema of version 5: the blocks in a rowid table with two indexes.
+    // Back to the schema of version 5: the blocks in a rowid table with two indexes, and the
+    // allocations indexed by pool.
     let connection = rusqlite::Connection::open(dir.path().join("crosspool.db")).unwrap();
     connection
         .execute_batch(
@@ -72,6 +73,7 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
              DROP TABLE allocation_blocks; \
              ALTER TABLE old_blocks RENAME TO allocation_blocks; \
              CREATE INDEX allocation_blocks_by_allocation ON allocation_blocks (allocation_id); \
+             CREATE INDEX allocations_by_pool ON allocations (pool_id, id); \
              DELETE FROM crosspool_schema WHERE version >= 6; \
              COMMIT;",
         )
