@@ -20,8 +20,9 @@ use ipam::plan::Placement;
 use ipam::prefix::Prefix;
 use ipam::request::Request;
 use ipam::usage::Holder;
-use store::pool::{Change, NewPool, Owner, PoolId};
-use store::{Store, StoreConfig, Timestamp};
+use store::error::StoreError;
+use store::pool::{AllocationRecord, Change, NewPool, Owner, PoolId};
+use store::{Store, StoreConfig, Timestamp, WriteTx};
 
 const DURATION: Duration = Duration::from_secs(2);
 
@@ -96,6 +97,29 @@ fn pool(store: &Store, round: usize) -> PoolId {
         .id()
 }
 
+/// One allocation of a /29 (a count of 8) for `owner_id`.
+fn allocate(
+    tx: &mut WriteTx<'_>,
+    pool: PoolId,
+    owner_id: &str,
+) -> Result<AllocationRecord, StoreError> {
+    let owner = Owner { id: owner_id, tenant: "bench" };
+    let change = Change { now: Timestamp(1), request_id: "bench" };
+    tx.pool_allocate(pool, &Request::Count(8u128.into()), Holder::Resource, owner, change)
+}
+
+/// The same allocations from one thread calling `Store::write_blocking`, the path of callers
+/// that are not async: the store's own cost without `Store::write`'s hand-off of the caller's
+/// tokio worker while it leads the commit (`block_in_place`).
+fn store_rate_blocking(store: &Store, round: usize) -> f64 {
+    let pool = pool(store, round);
+    let store = store.clone();
+    rate(1, move |_, op_idx| {
+        let owner_id = format!("/bench/{round}/blocking/{op_idx}");
+        store.write_blocking(|tx| allocate(tx, pool, &owner_id)).unwrap();
+    })
+}
+
 /// Allocations of one /29 each (a count of 8) through `pool_allocate`, from `n_writers`
 /// concurrent tasks calling `Store::write` (so concurrent writers share commits).
 fn store_rate(store: &Store, n_writers: usize, round: usize) -> f64 {
@@ -112,20 +136,7 @@ fn store_rate(store: &Store, n_writers: usize, round: usize) -> f64 {
                     let mut op_idx = 0;
                     while start.elapsed() < DURATION {
                         let owner_id = format!("/bench/{round}/{writer_idx}/{op_idx}");
-                        store
-                            .write(move |tx| {
-                                let owner = Owner { id: &owner_id, tenant: "bench" };
-                                let change = Change { now: Timestamp(1), request_id: "bench" };
-                                tx.pool_allocate(
-                                    pool,
-                                    &Request::Count(8u128.into()),
-                                    Holder::Resource,
-                                    owner,
-                                    change,
-                                )
-                            })
-                            .await
-                            .unwrap();
+                        store.write(move |tx| allocate(tx, pool, &owner_id)).await.unwrap();
                         op_idx += 1;
                         n_done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -209,22 +220,40 @@ fn main() {
         Ok(count) => vec![count.parse().expect("CROSSPOOL_BENCH_WRITERS is a number")],
         Err(_) => vec![1, 16],
     };
+    // The lone writer runs twice: through `Store::write` (the server's path) and from a thread
+    // calling `write_blocking`.
+    type StoreRate = Box<dyn Fn(&Store, usize) -> f64>;
+    let mut sqlite_rows: Vec<(String, StoreRate, usize)> = Vec::new();
     for &n_writers in writer_counts.iter().filter(|_| only != "postgres") {
+        sqlite_rows.push((
+            n_writers.to_string(),
+            Box::new(move |store, round| store_rate(store, n_writers, round)),
+            n_writers,
+        ));
+        if n_writers == 1 {
+            sqlite_rows.push((
+                "1, not async (`write_blocking`)".to_owned(),
+                Box::new(store_rate_blocking),
+                1,
+            ));
+        }
+    }
+    for (label, store_rate, n_writers) in sqlite_rows {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig::sqlite(dir.path().join("store"))).unwrap();
         // A fresh database's first seconds extend its files (the store's WAL grows to what a
         // checkpoint interval's writes fill, the raw one's to its 1,000-page cycle), which
         // costs every sync more; one pair that is not counted runs past that.
-        store_rate(&store, n_writers, ROUNDS);
+        store_rate(&store, ROUNDS);
         sqlite_raw_rate(dir.path(), n_writers);
         let mut pairs = Pairs { store: Vec::new(), raw: Vec::new() };
         for round in 0..ROUNDS {
-            pairs.store.push(store_rate(&store, n_writers, round));
+            pairs.store.push(store_rate(&store, round));
             pairs.raw.push(sqlite_raw_rate(dir.path(), n_writers));
         }
         let (allocations, raw, ratio) = pairs.row();
         println!(
-            "| SQLite (WAL, synchronous=FULL) | {n_writers} | {allocations:.0} | {raw:.0} | {ratio} |"
+            "| SQLite (WAL, synchronous=FULL) | {label} | {allocations:.0} | {raw:.0} | {ratio} |"
         );
     }
     if only == "sqlite" {
