@@ -302,19 +302,13 @@ impl Tx<'_> {
     /// Runs transaction-control statements without parameters (savepoints): on SQLite each
     /// from the statement cache, on PostgreSQL all in one round trip.
     pub(crate) fn control(&mut self, statements: &[&str]) -> Result<(), StoreError> {
-        let result =
-            match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
-                TxInner::Sqlite(connection) => {
-                    statements.iter().try_for_each(|sql| run_cached(connection, sql))
-                }
-                TxInner::Postgres(transaction, _) => {
-                    transaction.batch_execute(&statements.join("; ")).map_err(postgres_error)
-                }
-                TxInner::PostgresRead(client, _) => {
-                    client.batch_execute(&statements.join("; ")).map_err(postgres_error)
-                }
-            };
-        self.note(result)
+        match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
+            TxInner::Sqlite(connection) => {
+                let result = statements.iter().try_for_each(|sql| run_cached(connection, sql));
+                self.note(result)
+            }
+            TxInner::Postgres(..) | TxInner::PostgresRead(..) => self.batch(&statements.join("; ")),
+        }
     }
 
     /// Commits, or rolls back when `commit` is false.

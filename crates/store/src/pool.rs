@@ -51,6 +51,12 @@ pub struct PoolRecord {
     prefixes: Vec<Prefix>,
 }
 
+/// Allocations (`a`) with their blocks (`b`). The join names the pool on both sides, and a
+/// query by pool names `a.pool_id` and `b.pool_id` both: SQLite finds a pool's blocks by the key
+/// of `allocation_blocks` (migration 6), PostgreSQL a pool's allocations by `allocations_by_pool`.
+const ALLOCATION_BLOCKS: &str =
+    "allocations a JOIN allocation_blocks b ON b.pool_id = a.pool_id AND b.allocation_id = a.id";
+
 /// A pool read by `WriteTx::pool_lock_by_key`: its tree stays locked until the transaction
 /// ends, so allocating in it needs no second look-up.
 #[derive(Debug)]
@@ -337,8 +343,7 @@ impl ReadTx<'_> {
             })
             .collect();
         let held_rows = self.tx.query(
-            "SELECT b.addr, b.len, a.holder FROM allocations a JOIN allocation_blocks b ON b.pool_id = a.pool_id AND b.allocation_id = a.id \
-             WHERE a.pool_id = $1 AND b.pool_id = $1",
+            &format!("SELECT b.addr, b.len, a.holder FROM {ALLOCATION_BLOCKS} WHERE a.pool_id = $1 AND b.pool_id = $1"),
             &[int(id.0)],
         )?;
         let held = held_rows.iter().map(|row| {
@@ -418,8 +423,7 @@ impl ReadTx<'_> {
         let rows = self.tx.query(
             &format!(
                 "SELECT a.id, a.pool_id, a.holder, a.owner_id, a.owner_tenant, a.created_at, p.family, b.addr, b.len \
-                 FROM allocations a JOIN pools p ON p.id = a.pool_id \
-                 JOIN allocation_blocks b ON b.pool_id = a.pool_id AND b.allocation_id = a.id WHERE {condition} ORDER BY a.id, b.addr"
+                 FROM {ALLOCATION_BLOCKS} JOIN pools p ON p.id = a.pool_id WHERE {condition} ORDER BY a.id, b.addr"
             ),
             params,
         )?;
@@ -600,8 +604,7 @@ impl WriteTx<'_> {
         if self
             .tx
             .query_opt(
-                "SELECT 1 FROM allocations a JOIN allocation_blocks b ON b.pool_id = a.pool_id \
-                 AND b.allocation_id = a.id WHERE a.pool_id = $1 AND b.pool_id = $1 LIMIT 1",
+                &format!("SELECT 1 FROM {ALLOCATION_BLOCKS} WHERE a.pool_id = $1 AND b.pool_id = $1 LIMIT 1"),
                 &[int(id.0)],
             )?
             .is_some()
