@@ -716,18 +716,23 @@ impl WriteTx<'_> {
         change: Change<'_>,
     ) -> Result<AllocationRecord, StoreError> {
         let pool = &pool.0;
-        let mut blocks = match *request {
-            Request::Prefix(prefix) => vec![self.free_take_prefix(pool, prefix)?],
+        // The last block's split is written with the allocation (one statement on PostgreSQL);
+        // an earlier one is written before the next block is chosen, which must see it.
+        let mut splits: Vec<Split> = match *request {
+            Request::Prefix(prefix) => vec![self.free_split_prefix(pool, prefix)?],
             Request::Count(_) | Request::Length(_) => {
                 let lens = request::block_lengths(pool.family, request)?;
                 let largest_before = if lens.len() > 1 { self.free_largest(pool)? } else { None };
-                let mut blocks = Vec::with_capacity(lens.len());
+                let mut splits: Vec<Split> = Vec::with_capacity(lens.len());
                 for len in &lens {
-                    match self.free_take_len(pool, *len)? {
-                        Some(block) => blocks.push(block),
+                    if let Some(previous) = splits.last() {
+                        self.apply_split(pool, previous)?;
+                    }
+                    match self.free_split_len(pool, *len)? {
+                        Some(split) => splits.push(split),
                         None => {
                             // The transaction rolls back, so blocks taken so far stay free.
-                            let largest_free = if blocks.is_empty() {
+                            let largest_free = if splits.is_empty() {
                                 self.free_largest(pool)?
                             } else {
                                 largest_before
@@ -748,18 +753,22 @@ impl WriteTx<'_> {
                         }
                     }
                 }
-                blocks
+                splits
             }
         };
+        let last = splits.pop().expect("a request is at least one block");
+        let mut blocks: Vec<Prefix> = splits.iter().map(|split| split.taken).collect();
+        blocks.push(last.taken);
         blocks.sort();
         let owner_key = owner.id.to_ascii_lowercase();
         let id = match self.tx.backend() {
             Backend::Sqlite => {
+                self.apply_split(pool, &last)?;
                 self.allocation_insert_sqlite(pool, &blocks, holder, owner, &owner_key, change)?
             }
-            Backend::Postgres => {
-                self.allocation_insert_postgres(pool, &blocks, holder, owner, &owner_key, change)?
-            }
+            Backend::Postgres => self.allocation_insert_postgres(
+                pool, &last, &blocks, holder, owner, &owner_key, change,
+            )?,
         };
         let allocation = AllocationRecord {
             id: AllocationId(id),
@@ -825,11 +834,13 @@ impl WriteTx<'_> {
         Ok(id)
     }
 
-    /// The same as `allocation_insert_sqlite` in one statement, to spare round trips while the
-    /// tree is locked. The `prefix` column feeds the exclusion constraint.
+    /// The same as `apply_split(last)` and `allocation_insert_sqlite` in one statement, to spare
+    /// round trips while the tree is locked. The `prefix` column feeds the exclusion constraint.
+    #[allow(clippy::too_many_arguments)] // Reason: the SQLite twin's arguments and the split.
     fn allocation_insert_postgres(
         &mut self,
         pool: &PoolRecord,
+        last: &Split,
         blocks: &[Prefix],
         holder: Holder,
         owner: Owner<'_>,
@@ -872,11 +883,19 @@ impl WriteTx<'_> {
                  SELECT allocation.id, $1, $2, b.addr, b.last_addr, b.len, CAST(b.prefix AS cidr) FROM allocation, blocks b), \
              inserted_ledger AS (\
                  INSERT INTO ledger (at, pool_id, tree_id, addr, last_addr, prefix, owner_id, owner_tenant, holder, action, request_id) \
-                 SELECT $7, $1, $2, b.addr, b.last_addr, b.prefix, $4, $5, $6, 'allocate', $8 FROM blocks b) \
-             SELECT id FROM allocation",
-            rows.join(", ")
+                 SELECT $7, $1, $2, b.addr, b.last_addr, b.prefix, $4, $5, $6, 'allocate', $8 FROM blocks b), \
+             {} \
+             SELECT (SELECT id FROM allocation), (SELECT count(*) FROM removed WHERE n = 1)",
+            rows.join(", "),
+            free_change_ctes(
+                &mut params,
+                &[last.free_block],
+                &last.remainder().collect::<Vec<_>>()
+            ),
         );
-        Ok(self.tx.query_opt(&sql, &params)?.expect("the CTE returns the new id").int(0))
+        let row = self.tx.query_opt(&sql, &params)?.expect("the CTE returns one row");
+        check_removed(pool, &[last.free_block], row.int(1));
+        Ok(row.int(0))
     }
 
     /// Releases an allocation: its blocks return to the pool's free space at once, merged with
@@ -1081,16 +1100,28 @@ impl WriteTx<'_> {
     // Free space: reads through the (pool, len, addr) primary key, decisions from ipam::plan.
 
     /// Takes a block of `want_len` where the pool's placement puts it, or `None` if none fits.
-    fn free_take_len(
+    /// How the best free block for a block of `want_len` is split, if one is big enough.
+    fn free_split_len(
         &mut self,
         pool: &PoolRecord,
         want_len: u8,
-    ) -> Result<Option<Prefix>, StoreError> {
+    ) -> Result<Option<Split>, StoreError> {
         let candidates = self.free_candidates(pool, want_len)?;
-        let Some(free_block) = plan::choose(pool.placement, want_len, candidates) else {
-            return Ok(None);
-        };
-        self.apply_split(pool, plan::split(free_block, want_len, pool.placement)).map(Some)
+        Ok(plan::choose(pool.placement, want_len, candidates)
+            .map(|free_block| plan::split(free_block, want_len, pool.placement)))
+    }
+
+    /// How the free block holding `target` is carved to take exactly `target`; refuses it as
+    /// outside the pool or not free.
+    fn free_split_prefix(
+        &mut self,
+        pool: &PoolRecord,
+        target: Prefix,
+    ) -> Result<Split, StoreError> {
+        match self.free_containing(pool, &target)? {
+            Some(free_block) => Ok(plan::carve(free_block, target)),
+            None => Err(refusal(&pool.name, &pool.prefixes, target).into()),
+        }
     }
 
     /// Takes exactly `target`, or refuses it as outside the pool or not free.
@@ -1099,10 +1130,9 @@ impl WriteTx<'_> {
         pool: &PoolRecord,
         target: Prefix,
     ) -> Result<Prefix, StoreError> {
-        match self.free_containing(pool, &target)? {
-            Some(free_block) => self.apply_split(pool, plan::carve(free_block, target)),
-            None => Err(refusal(&pool.name, &pool.prefixes, target).into()),
-        }
+        let split = self.free_split_prefix(pool, target)?;
+        self.apply_split(pool, &split)?;
+        Ok(split.taken)
     }
 
     /// The blocks that can win `plan::choose` (as `FreeBlocks::candidates`).
@@ -1198,10 +1228,9 @@ impl WriteTx<'_> {
         Ok(rows.iter().map(|row| prefix_from(pool.family, row.blob(1), row.int(0))).collect())
     }
 
-    fn apply_split(&mut self, pool: &PoolRecord, split: Split) -> Result<Prefix, StoreError> {
+    fn apply_split(&mut self, pool: &PoolRecord, split: &Split) -> Result<(), StoreError> {
         let remainder: Vec<Prefix> = split.remainder().collect();
-        self.free_apply(pool, &[split.free_block], &remainder)?;
-        Ok(split.taken)
+        self.free_apply(pool, &[split.free_block], &remainder)
     }
 
     /// Removes free blocks and inserts others, in one statement on PostgreSQL.
@@ -1226,50 +1255,18 @@ impl WriteTx<'_> {
                         &[int(pool.id.0), int(block.len()), addr_value(block.addr())],
                     )?;
                 }
-                n_removed
+                i64::try_from(n_removed).expect("a count fits")
             }
             Backend::Postgres => {
                 let mut params = vec![int(pool.id.0)];
-                let rows = |blocks: &[Prefix], params: &mut Vec<Value>| -> String {
-                    let rows: Vec<String> = blocks
-                        .iter()
-                        .map(|block| {
-                            params.push(int(block.len()));
-                            params.push(addr_value(block.addr()));
-                            format!("(${}::bigint, ${}::bytea)", params.len() - 1, params.len())
-                        })
-                        .collect();
-                    rows.join(", ")
-                };
-                let removed = if remove.is_empty() {
-                    "SELECT 0 AS n".to_owned()
-                } else {
-                    format!(
-                        "DELETE FROM free_blocks WHERE pool_id = $1 AND (len, addr) IN (VALUES {}) RETURNING 1 AS n",
-                        rows(remove, &mut params)
-                    )
-                };
-                let inserted = if insert.is_empty() {
-                    "SELECT 0".to_owned()
-                } else {
-                    format!(
-                        "INSERT INTO free_blocks (pool_id, len, addr) SELECT $1, v.len, v.addr FROM (VALUES {}) AS v (len, addr) RETURNING 1",
-                        rows(insert, &mut params)
-                    )
-                };
                 let sql = format!(
-                    "WITH removed AS ({removed}), inserted AS ({inserted}) SELECT count(*) FROM removed WHERE n = 1"
+                    "WITH {} SELECT count(*) FROM removed WHERE n = 1",
+                    free_change_ctes(&mut params, remove, insert)
                 );
-                let row = self.tx.query_opt(&sql, &params)?.expect("a count returns one row");
-                u64::try_from(row.int(0)).expect("a count is not negative")
+                self.tx.query_opt(&sql, &params)?.expect("a count returns one row").int(0)
             }
         };
-        assert_eq!(
-            n_removed,
-            remove.len() as u64,
-            "blocks {remove:?} were read as free blocks of pool {} under the tree lock",
-            pool.name
-        );
+        check_removed(pool, remove, n_removed);
         Ok(())
     }
 
@@ -1301,4 +1298,49 @@ impl WriteTx<'_> {
         )?;
         Ok(())
     }
+}
+
+/// The common table expressions `removed` (a row with `n = 1` per block deleted from
+/// `free_blocks`) and `inserted` that remove and insert a pool's free blocks on PostgreSQL,
+/// joined by a comma; `$1` must be the pool's id, and their parameters are appended to `params`.
+fn free_change_ctes(params: &mut Vec<Value>, remove: &[Prefix], insert: &[Prefix]) -> String {
+    let mut rows = |blocks: &[Prefix]| -> String {
+        let rows: Vec<String> = blocks
+            .iter()
+            .map(|block| {
+                params.push(int(block.len()));
+                params.push(addr_value(block.addr()));
+                format!("(${}::bigint, ${}::bytea)", params.len() - 1, params.len())
+            })
+            .collect();
+        rows.join(", ")
+    };
+    let removed = if remove.is_empty() {
+        "SELECT 0 AS n".to_owned()
+    } else {
+        format!(
+            "DELETE FROM free_blocks WHERE pool_id = $1 AND (len, addr) IN (VALUES {}) RETURNING 1 AS n",
+            rows(remove)
+        )
+    };
+    let inserted = if insert.is_empty() {
+        "SELECT 0".to_owned()
+    } else {
+        format!(
+            "INSERT INTO free_blocks (pool_id, len, addr) SELECT $1, v.len, v.addr FROM (VALUES {}) AS v (len, addr) RETURNING 1",
+            rows(insert)
+        )
+    };
+    format!("removed AS ({removed}), inserted AS ({inserted})")
+}
+
+/// Free blocks are read and removed under the tree's lock: one that was read and is gone is a
+/// bug, and writing on would corrupt the pool.
+fn check_removed(pool: &PoolRecord, remove: &[Prefix], n_removed: i64) {
+    assert_eq!(
+        n_removed,
+        remove.len() as i64,
+        "blocks {remove:?} were read as free blocks of pool {} under the tree lock",
+        pool.name
+    );
 }
