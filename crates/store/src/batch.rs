@@ -3,10 +3,16 @@
 //! only itself), commits once, and only then answers every job. No job is acknowledged before
 //! the commit that made it durable, so this changes throughput, not meaning: the batch is the
 //! same as running its jobs one after another.
+//!
+//! On PostgreSQL, writes that will lock the same pool tree (`Store::write_on`) wait in a queue
+//! of their own with a single leader: several leaders would each take a few of them and then
+//! queue on the tree's row lock, each paying its own commit while holding it; one leader runs
+//! them all in one transaction instead. Other writes keep several leaders, so writes to
+//! different trees still run side by side.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::db::Mode;
 use crate::error::StoreError;
@@ -64,6 +70,8 @@ where
 pub(crate) struct Batcher {
     queue: Mutex<Queue>,
     max_leaders: usize,
+    /// The key of a keyed queue (`Queues::keyed`), which is forgotten when it falls idle.
+    key: Option<String>,
 }
 
 struct Queue {
@@ -72,11 +80,18 @@ struct Queue {
 }
 
 impl Batcher {
-    pub(crate) fn new(max_leaders: usize) -> Batcher {
+    pub(crate) fn new(max_leaders: usize, key: Option<String>) -> Batcher {
         Batcher {
             queue: Mutex::new(Queue { jobs: VecDeque::new(), n_leaders: 0 }),
             max_leaders: max_leaders.max(1),
+            key,
         }
+    }
+
+    /// Whether no job waits and no leader runs.
+    fn is_idle(&self) -> bool {
+        let queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        queue.jobs.is_empty() && queue.n_leaders == 0
     }
 
     /// Queues a job; returns whether the caller must start a new leader.
@@ -114,26 +129,72 @@ impl Batcher {
     }
 }
 
+/// Where writes wait: one shared queue, and on PostgreSQL a queue per key.
+pub(crate) struct Queues {
+    shared: Arc<Batcher>,
+    /// `None` on SQLite, whose single writer runs every batch anyway.
+    keyed: Option<Mutex<HashMap<String, Arc<Batcher>>>>,
+}
+
+impl Queues {
+    pub(crate) fn new(shared_leaders: usize, keyed: bool) -> Queues {
+        Queues {
+            shared: Arc::new(Batcher::new(shared_leaders, None)),
+            keyed: keyed.then(Default::default),
+        }
+    }
+
+    /// The queue for writes with this key (`None`: the shared one).
+    pub(crate) fn get(&self, key: Option<&str>) -> Arc<Batcher> {
+        let (Some(key), Some(keyed)) = (key, &self.keyed) else { return self.shared.clone() };
+        let mut keyed = keyed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        keyed
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Batcher::new(1, Some(key.to_owned()))))
+            .clone()
+    }
+
+    /// Drops a keyed queue that fell idle, so that the map holds only queues in use. A writer
+    /// that took it from the map just before still finds it working (it leads it itself), so a
+    /// key can briefly have two queues: their batches then queue on the tree's lock, as
+    /// batches of the shared queue do.
+    fn forget_if_idle(&self, batcher: &Arc<Batcher>) {
+        let (Some(key), Some(keyed)) = (&batcher.key, &self.keyed) else { return };
+        let mut keyed = keyed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if keyed.get(key).is_some_and(|current| Arc::ptr_eq(current, batcher)) && batcher.is_idle()
+        {
+            keyed.remove(key);
+        }
+    }
+}
+
 impl Store {
     /// A leader: runs batches until no job waits.
-    pub(crate) fn lead_batches(&self) {
-        while let Some(jobs) = self.inner.batcher.next_batch() {
+    pub(crate) fn lead_batches(&self, batcher: &Arc<Batcher>) {
+        while let Some(jobs) = batcher.next_batch() {
             self.run_batch(jobs);
             self.inner.catch_up_checkpoint();
         }
+        self.inner.queues.forget_if_idle(batcher);
     }
 
     /// A leader on a caller's thread: runs one batch (the caller's job is in it unless
     /// `MAX_BATCH` jobs were waiting ahead), then leaves what is left, the jobs that came
     /// meanwhile and a due checkpoint catch-up, to a leader on a blocking thread, so that the
     /// caller's answer waits for its own batch only.
-    pub(crate) fn lead_one_batch(&self) {
-        let Some(jobs) = self.inner.batcher.next_batch() else { return };
+    pub(crate) fn lead_one_batch(&self, batcher: &Arc<Batcher>) {
+        let Some(jobs) = batcher.next_batch() else {
+            self.inner.queues.forget_if_idle(batcher);
+            return;
+        };
         self.run_batch(jobs);
-        if self.inner.batcher.keep_leading() {
-            let store = self.clone();
-            tokio::task::spawn_blocking(move || store.lead_batches());
-        } else if self.inner.catch_up_pending() {
+        if batcher.keep_leading() {
+            let (store, batcher) = (self.clone(), batcher.clone());
+            tokio::task::spawn_blocking(move || store.lead_batches(&batcher));
+            return;
+        }
+        self.inner.queues.forget_if_idle(batcher);
+        if self.inner.catch_up_pending() {
             let store = self.clone();
             tokio::task::spawn_blocking(move || store.inner.catch_up_checkpoint());
         }
@@ -212,5 +273,39 @@ impl Store {
             pool.put(conn)
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Box<dyn Job> {
+        let (reply, _answer) = tokio::sync::oneshot::channel::<Result<(), StoreError>>();
+        Box::new(TypedJob { f: |_: &mut WriteTx<'_>| Ok(()), result: None, reply })
+    }
+
+    #[test]
+    fn writes_with_one_key_share_a_queue_with_one_leader_until_it_falls_idle() {
+        let queues = Queues::new(4, true);
+        let first = queues.get(Some("/nm"));
+        assert!(Arc::ptr_eq(&first, &queues.get(Some("/nm"))));
+        assert!(!Arc::ptr_eq(&first, &queues.get(Some("/other"))));
+        assert!(Arc::ptr_eq(&queues.shared, &queues.get(None)));
+        assert!(first.push(job()), "the first writer leads");
+        assert!(!first.push(job()), "a keyed queue has one leader");
+        // A queue at work stays; once its leader has run every job, it is forgotten.
+        queues.forget_if_idle(&first);
+        assert!(Arc::ptr_eq(&first, &queues.get(Some("/nm"))));
+        assert_eq!(first.next_batch().map(|jobs| jobs.len()), Some(2));
+        assert!(first.next_batch().is_none(), "the leader stops");
+        queues.forget_if_idle(&first);
+        assert!(!Arc::ptr_eq(&first, &queues.get(Some("/nm"))));
+    }
+
+    #[test]
+    fn sqlite_queues_ignore_keys() {
+        let queues = Queues::new(1, false);
+        assert!(Arc::ptr_eq(&queues.shared, &queues.get(Some("/nm"))));
     }
 }

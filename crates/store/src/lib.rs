@@ -84,7 +84,7 @@ struct Inner {
     writers: ConnPool,
     readers: ConnPool,
     // Concurrent `write` calls wait here for a leader to run them in a shared transaction.
-    batcher: batch::Batcher,
+    queues: batch::Queues,
     // SQLite: wakes the thread that copies the WAL back into the database.
     checkpoints: Option<checkpoint::Checkpointer>,
 }
@@ -145,11 +145,13 @@ impl Store {
                 )
             }
         };
+        // SQLite's single writer runs every batch anyway: only PostgreSQL keys its queues.
+        let keyed_queues = matches!(opener, Opener::Postgres { .. });
         let mut inner = Inner {
             opener,
             writers: ConnPool::new(n_writers),
             readers: ConnPool::new(n_readers),
-            batcher: batch::Batcher::new(n_leaders),
+            queues: batch::Queues::new(n_leaders, keyed_queues),
             checkpoints: None,
             location,
         };
@@ -188,19 +190,43 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.write_queued(None, f).await
+    }
+
+    /// `write` for a transaction that will lock the pool tree (or another hot row) that `key`
+    /// names, e.g. the id of the network manager whose pool it allocates from. On PostgreSQL
+    /// the writes with one key share transactions led by one leader at a time, instead of
+    /// splitting into several transactions that wait for each other's lock (see `batch`).
+    /// The key only groups writes: what `f` locks is still locked, whatever the key.
+    pub async fn write_on<T, E, F>(&self, key: &str, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_queued(Some(&key.to_ascii_lowercase()), f).await
+    }
+
+    async fn write_queued<T, E, F>(&self, key: Option<&str>, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Box::new(batch::TypedJob { f, result: None, reply });
-        if self.inner.batcher.push(job) {
+        let batcher = self.inner.queues.get(key);
+        if batcher.push(job) {
             let multi_thread = tokio::runtime::Handle::try_current()
                 .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
             if multi_thread {
                 // The writer that finds no leader leads one batch itself, on its own thread (its
                 // worker's other tasks move to another thread meanwhile): a lone writer's
                 // transaction then costs no hand-off to a blocking thread and back.
-                tokio::task::block_in_place(|| self.lead_one_batch());
+                tokio::task::block_in_place(|| self.lead_one_batch(&batcher));
             } else {
                 let store = self.clone();
-                tokio::task::spawn_blocking(move || store.lead_batches());
+                tokio::task::spawn_blocking(move || store.lead_batches(&batcher));
             }
         }
         answer.await.unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()))

@@ -398,17 +398,18 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
     };
     let (lookup, now, precondition, request_id) =
         (existing.id.clone(), ctx.now, ctx.precondition(), ctx.ids.request_id.clone());
-    ctx.arm
-        .identity()
-        .store()
-        .write(move |tx| {
-            tx.serialize_on(&lookup)?;
-            docs::release_all(tx, &lookup, Change { now, request_id: &request_id })?;
-            tx.resource_delete(&lookup, &precondition)
-                .map_err(crate::error::precondition_failed)?;
-            Ok::<_, ArmError>(())
-        })
-        .await?;
+    let allocations = existing.body["properties"]["addressSpace"]["ipamPoolPrefixAllocations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let queue = queue_key(allocations.iter().filter_map(|a| a["pool"]["id"].as_str()));
+    write_queued(ctx, queue, move |tx| {
+        tx.serialize_on(&lookup)?;
+        docs::release_all(tx, &lookup, Change { now, request_id: &request_id })?;
+        tx.resource_delete(&lookup, &precondition).map_err(crate::error::precondition_failed)?;
+        Ok(())
+    })
+    .await?;
     let operation = Operation {
         id: Operation::new_id(),
         status: "Succeeded",
@@ -543,18 +544,40 @@ async fn write(
         final_body: None,
     };
     let recording = operation::Recording::new(ctx, &docs::subscription_of(&id), &finished);
-    ctx.arm
-        .identity()
-        .store()
-        .write(move |tx| {
-            let change = Change { now, request_id: &request_id };
-            // Recorded first: a pool's tree lock, taken while allocating, is then held for fewer
-            // statements (the transaction commits or rolls back as one either way).
-            recording.apply(tx)?;
-            let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change)?;
-            Ok((doc, created, operation_id.clone()))
-        })
-        .await
+    let pools =
+        spec.asks.iter().map(|ask| ask.pool_id.as_str()).chain(release.iter().map(String::as_str));
+    let queue = queue_key(pools);
+    write_queued(ctx, queue, move |tx| {
+        let change = Change { now, request_id: &request_id };
+        // Recorded first: a pool's tree lock, taken while allocating, is then held for fewer
+        // statements (the transaction commits or rolls back as one either way).
+        recording.apply(tx)?;
+        let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change)?;
+        Ok((doc, created, operation_id.clone()))
+    })
+    .await
+}
+
+/// The network manager of the first pool a VNet write allocates in or releases to: on
+/// PostgreSQL, writes that lock one manager's pool trees share transactions
+/// (`store::Store::write_on`). A write touching several managers' pools is queued by the first.
+fn queue_key<'a>(mut pools: impl Iterator<Item = &'a str>) -> Option<String> {
+    let pool_id = pools.next()?.to_ascii_lowercase();
+    let manager = pool_id.find("/ipampools/").map_or(pool_id.as_str(), |at| &pool_id[..at]);
+    Some(manager.to_owned())
+}
+
+/// A write transaction, in the queue of `key` when there is one (`queue_key`).
+async fn write_queued<T, F>(ctx: &Ctx, key: Option<String>, f: F) -> Result<T, ArmError>
+where
+    F: FnMut(&mut WriteTx<'_>) -> Result<T, ArmError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = ctx.arm.identity().store();
+    match key {
+        Some(key) => store.write_on(&key, f).await,
+        None => store.write(f).await,
+    }
 }
 
 /// Reads, in one transaction, what the checks of a VNet write need: the linked pools' tenants,

@@ -31,6 +31,16 @@ fn create_pool(store: &Store) -> PoolId {
     store.write_blocking(|tx| tx.pool_create(&new, change(0))).unwrap().id()
 }
 
+/// A write through the shared queue (even seeds) or the pool's own (`write_on`, odd seeds), so
+/// that both kinds of batches run, and wait for each other's tree lock, at once.
+async fn write<T, F>(store: &Store, seed: u64, f: F) -> Result<T, StoreError>
+where
+    F: FnMut(&mut store::WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    if seed.is_multiple_of(2) { store.write(f).await } else { store.write_on("/nm", f).await }
+}
+
 /// One writer: allocates or releases at random, and returns what it still holds (acknowledged
 /// allocations not released).
 async fn writer(store: Store, pool: PoolId, seed: u64) -> Vec<AllocationRecord> {
@@ -46,18 +56,17 @@ async fn writer(store: Store, pool: PoolId, seed: u64) -> Vec<AllocationRecord> 
         if held.is_empty() || next() % 10 < 6 {
             let count = 8 + next() % 249;
             let owner_id = format!("/vnet/{seed}/{op_idx}");
-            let result = store
-                .write(move |tx| {
-                    let owner = Owner { id: &owner_id, tenant: "t" };
-                    tx.pool_allocate(
-                        pool,
-                        &Request::Count(u128::from(count).into()),
-                        Holder::Resource,
-                        owner,
-                        change(1),
-                    )
-                })
-                .await;
+            let result = write(&store, seed, move |tx| {
+                let owner = Owner { id: &owner_id, tenant: "t" };
+                tx.pool_allocate(
+                    pool,
+                    &Request::Count(u128::from(count).into()),
+                    Holder::Resource,
+                    owner,
+                    change(1),
+                )
+            })
+            .await;
             match result {
                 Ok(allocation) => held.push(allocation),
                 Err(StoreError::Ipam(ipam::error::Error::PoolExhausted { .. })) => {}
@@ -66,7 +75,7 @@ async fn writer(store: Store, pool: PoolId, seed: u64) -> Vec<AllocationRecord> 
         } else {
             let victim = held.swap_remove((next() % held.len() as u64) as usize);
             let id = victim.id();
-            store.write(move |tx| tx.allocation_release(id, change(2))).await.unwrap();
+            write(&store, seed, move |tx| tx.allocation_release(id, change(2))).await.unwrap();
         }
     }
     held
