@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::db::Mode;
 use crate::error::StoreError;
-use crate::{ReadTx, Store, WriteTx};
+use crate::{Store, WriteTx};
 
 /// The most jobs one transaction carries.
 const MAX_BATCH: usize = 64;
@@ -219,7 +219,7 @@ impl Store {
         let mut conn = pool.get(|| self.inner.open_conn())?;
         let outcome = (|| {
             let tx = conn.begin(Mode::Write)?;
-            let mut write_tx = WriteTx { read: ReadTx { tx } };
+            let mut write_tx = WriteTx::new(tx);
             // A lone job needs no savepoint: if it fails, the whole transaction rolls back.
             let use_savepoints = jobs.len() > 1;
             let mut must_retry = false;
@@ -229,6 +229,9 @@ impl Store {
             // COMMIT releases it.
             let mut previous: Option<bool> = None;
             for job in jobs.iter_mut() {
+                if previous == Some(false) {
+                    write_tx.locked_pools.clear();
+                }
                 if use_savepoints {
                     write_tx.tx.control(match previous {
                         None => &["SAVEPOINT job"],

@@ -264,7 +264,7 @@ impl Store {
         E: From<StoreError>,
     {
         self.run(Mode::Write, None, |tx| {
-            let mut write_tx = WriteTx { read: ReadTx { tx } };
+            let mut write_tx = WriteTx::new(tx);
             let result = f(&mut write_tx);
             (write_tx.read.tx, result)
         })
@@ -365,6 +365,18 @@ pub struct ReadTx<'conn> {
 /// A write transaction; it can read as well.
 pub struct WriteTx<'conn> {
     read: ReadTx<'conn>,
+    /// The pools whose trees this transaction has locked, as read under the lock (`pool`):
+    /// while the lock is held only this transaction can change them, so a later job of the
+    /// same batch needs no round trip to lock and read them again. Forgotten when this
+    /// transaction changes a pool and when a job's savepoint rolls back (which releases the
+    /// locks taken since).
+    locked_pools: Vec<pool::PoolRecord>,
+}
+
+impl<'conn> WriteTx<'conn> {
+    fn new(tx: Tx<'conn>) -> WriteTx<'conn> {
+        WriteTx { read: ReadTx { tx }, locked_pools: Vec::new() }
+    }
 }
 
 impl<'conn> std::ops::Deref for WriteTx<'conn> {

@@ -591,7 +591,7 @@ impl WriteTx<'_> {
         if pool.parent.is_none() {
             self.scope_lock(&pool.scope_key)?;
         }
-        let pool = self.pool_lock(id)?;
+        let pool = self.pool_lock_fresh(id)?;
         if self
             .tx
             .query_opt("SELECT 1 FROM pools WHERE parent_id = $1 LIMIT 1", &[int(id.0)])?
@@ -637,7 +637,7 @@ impl WriteTx<'_> {
         if pool.parent.is_none() {
             self.scope_lock(&pool.scope_key)?;
         }
-        let pool = self.pool_lock(id)?;
+        let pool = self.pool_lock_fresh(id)?;
         if family != pool.family {
             return Err(IpamError::WrongFamily {
                 pool: pool.name.clone(),
@@ -703,6 +703,9 @@ impl WriteTx<'_> {
         resource_key: &str,
     ) -> Result<Option<LockedPool>, StoreError> {
         let key = resource_key.to_ascii_lowercase();
+        if let Some(pool) = self.locked_pools.iter().find(|pool| pool.resource_key == key) {
+            return Ok(Some(LockedPool(pool.clone())));
+        }
         Ok(self.pool_locked_where("p.resource_key", key.into())?.map(LockedPool))
     }
 
@@ -934,14 +937,28 @@ impl WriteTx<'_> {
 
     /// Locks the pool's tree and reads the pool, in one statement: every change to a pool tree
     /// holds this lock until it commits. On SQLite the write transaction already holds the
-    /// database's single write lock, so this is a plain read.
+    /// database's single write lock, so this is a plain read. A pool this transaction has
+    /// locked already is not read again (`WriteTx::locked_pools`).
     fn pool_lock(&mut self, id: PoolId) -> Result<PoolRecord, StoreError> {
+        if let Some(pool) = self.locked_pools.iter().find(|pool| pool.id == id) {
+            return Ok(pool.clone());
+        }
         self.pool_locked_where("p.id", int(id.0))?
             .ok_or_else(|| StoreError::NotFound { what: "pool", id: id.0.to_string() })
     }
 
+    /// `pool_lock` for a caller about to change the pool: it is read again and not kept, so
+    /// that no later look-up sees it as it was, even if the change fails half-way.
+    fn pool_lock_fresh(&mut self, id: PoolId) -> Result<PoolRecord, StoreError> {
+        self.locked_pools.retain(|pool| pool.id != id);
+        let pool = self.pool_lock(id)?;
+        self.locked_pools.retain(|pool| pool.id != id);
+        Ok(pool)
+    }
+
     /// The pool whose `column` is `value`, read in the statement that locks its tree on
-    /// PostgreSQL; SQLite's write transaction already holds the database's write lock.
+    /// PostgreSQL; SQLite's write transaction already holds the database's write lock. The
+    /// pool is kept in `locked_pools`.
     fn pool_locked_where(
         &mut self,
         column: &str,
@@ -954,7 +971,11 @@ impl WriteTx<'_> {
         let sql = format!(
             "{POOL_SELECT} JOIN pool_trees t ON t.id = p.tree_id WHERE {column} = $1 ORDER BY pp.addr{lock}"
         );
-        Ok(pools_from_rows(&self.tx.query(&sql, &[value])?).pop())
+        let pool = pools_from_rows(&self.tx.query(&sql, &[value])?).pop();
+        if let Some(pool) = &pool {
+            self.locked_pools.push(pool.clone());
+        }
+        Ok(pool)
     }
 
     /// Serialises the transactions that call it with the same `key` (e.g. the writes of one

@@ -105,6 +105,24 @@ both_backends! {
         assert_eq!(listed, vec![allocation]);
     }
 
+    fn a_pool_changed_or_deleted_in_a_transaction_is_seen_so_by_its_later_locks(test: &TestStore) {
+        let root = test.store.write_blocking(|tx| create(tx, "root", None, &["10.0.0.0/24"])).unwrap();
+        let (grown, allocation, gone) = test.store.write_blocking(|tx| {
+            // Locked (and kept by the transaction), then grown: the next lock reads it again.
+            tx.pool_lock_by_key("/nm/ipamPools/root")?.expect("the pool");
+            tx.pool_set_prefixes(root.id(), vec![prefix("10.0.0.0/24"), prefix("10.0.1.0/24")], change(2))?;
+            let grown = tx.pool_lock_by_key("/nm/ipamPools/root")?.expect("the pool");
+            let allocation = tx.pool_allocate_locked(&grown, &count("512"), Holder::Resource, VNET, change(2))?;
+            tx.allocation_release(allocation.id(), change(3))?;
+            tx.pool_delete(root.id(), change(4))?;
+            let gone = tx.pool_lock_by_key("/nm/ipamPools/root")?.is_none();
+            Ok::<_, StoreError>((grown.record().clone(), allocation, gone))
+        }).unwrap();
+        assert_eq!(show(grown.prefixes()), "10.0.0.0/24 10.0.1.0/24");
+        assert_eq!(show(allocation.blocks()), "10.0.0.0/23");
+        assert!(gone, "a deleted pool is not found by a later lock of the transaction");
+    }
+
     fn an_explicit_prefix_must_be_inside_and_free(test: &TestStore) {
         let pool = test.store.write_blocking(|tx| create(tx, "p", None, &["10.0.0.0/24"])).unwrap();
         let allocate = |text: &str| test.store.write_blocking(|tx| tx.pool_allocate(pool.id(), &Request::Prefix(prefix(text)), Holder::StaticCidr, VNET, change(2)));
