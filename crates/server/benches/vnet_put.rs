@@ -18,6 +18,10 @@
 )]
 
 use std::sync::Arc;
+
+/// The `crosspool` binary's allocator (src/main.rs), so that the bench measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
