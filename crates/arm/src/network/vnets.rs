@@ -400,9 +400,9 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
         (existing.id.clone(), ctx.now, ctx.precondition(), ctx.ids.request_id.clone());
     let allocations = existing.body["properties"]["addressSpace"]["ipamPoolPrefixAllocations"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let queue = queue_key(allocations.iter().filter_map(|a| a["pool"]["id"].as_str()));
+        .into_iter()
+        .flatten();
+    let queue = queue_key(allocations.filter_map(|allocation| allocation["pool"]["id"].as_str()));
     write_queued(ctx, queue, move |tx| {
         tx.serialize_on(&lookup)?;
         docs::release_all(tx, &lookup, Change { now, request_id: &request_id })?;
@@ -562,9 +562,12 @@ async fn write(
 /// PostgreSQL, writes that lock one manager's pool trees share transactions
 /// (`store::Store::write_on`). A write touching several managers' pools is queued by the first.
 fn queue_key<'a>(mut pools: impl Iterator<Item = &'a str>) -> Option<String> {
-    let pool_id = pools.next()?.to_ascii_lowercase();
-    let manager = pool_id.find("/ipampools/").map_or(pool_id.as_str(), |at| &pool_id[..at]);
-    Some(manager.to_owned())
+    pools.next().map(|pool_id| manager_of(pool_id).to_owned())
+}
+
+/// The id of the network manager a pool id is under (the id itself if it names no pool).
+fn manager_of(pool_id: &str) -> &str {
+    &pool_id[..pool_id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool_id.len())]
 }
 
 /// A write transaction, in the queue of `key` when there is one (`queue_key`).
@@ -635,9 +638,7 @@ fn pool_facts(
             return Ok(Err(pool_not_found(&ask.pool_id)));
         };
         if touched.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id)) {
-            let pool_id = &ask.pool_id;
-            let manager_id = &pool_id
-                [..pool_id.to_ascii_lowercase().find("/ipampools/").unwrap_or(pool_id.len())];
+            let manager_id = manager_of(&ask.pool_id);
             let manager = docs::get(tx, super::MANAGER_TYPE, manager_id)?;
             let in_scope = match &manager {
                 Some(manager) => {

@@ -13,7 +13,7 @@ use store::error::StoreError;
 use store::pool::{AllocationId, AllocationRecord, NewPool, Owner, PoolId, replay};
 use store::{Store, StoreConfig};
 
-use crate::support::{Kind, change, fresh};
+use crate::support::{Kind, allocate, change, fresh};
 
 const N_TASKS: usize = 16;
 const N_OPS: usize = 500;
@@ -56,17 +56,7 @@ async fn writer(store: Store, pool: PoolId, seed: u64) -> Vec<AllocationRecord> 
         if held.is_empty() || next() % 10 < 6 {
             let count = 8 + next() % 249;
             let owner_id = format!("/vnet/{seed}/{op_idx}");
-            let result = write(&store, seed, move |tx| {
-                let owner = Owner { id: &owner_id, tenant: "t" };
-                tx.pool_allocate(
-                    pool,
-                    &Request::Count(u128::from(count).into()),
-                    Holder::Resource,
-                    owner,
-                    change(1),
-                )
-            })
-            .await;
+            let result = write(&store, seed, move |tx| allocate(tx, pool, &owner_id, count)).await;
             match result {
                 Ok(allocation) => held.push(allocation),
                 Err(StoreError::Ipam(ipam::error::Error::PoolExhausted { .. })) => {}

@@ -12,7 +12,7 @@ use ipam::usage::Holder;
 use store::pool::{NewPool, Owner, replay};
 use store::{Store, StoreConfig};
 
-use crate::support::{Kind, change, fresh, postgres_url};
+use crate::support::{Kind, allocate, change, fresh, postgres_url};
 
 /// Set in the child: `sqlite:<data dir>` or `postgres:<schema>`.
 const CHILD_ENV: &str = "CROSSPOOL_TEST_CRASH_CHILD";
@@ -45,16 +45,7 @@ fn crash_child_process() {
                         let owner_id = format!("/vnet/{writer_idx}/{op_idx}");
                         let count = 8 + (op_idx * 37 + writer_idx) % 120;
                         let allocation = store
-                            .write(move |tx| {
-                                let owner = Owner { id: &owner_id, tenant: "t" };
-                                tx.pool_allocate(
-                                    pool,
-                                    &Request::Count(u128::from(count).into()),
-                                    Holder::Resource,
-                                    owner,
-                                    change(1),
-                                )
-                            })
+                            .write(move |tx| allocate(tx, pool, &owner_id, count))
                             .await
                             .unwrap();
                         let blocks: Vec<String> =

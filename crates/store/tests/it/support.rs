@@ -2,8 +2,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use store::pool::Change;
-use store::{Store, StoreConfig, Timestamp};
+use ipam::request::Request;
+use ipam::usage::Holder;
+use store::error::StoreError;
+use store::pool::{AllocationRecord, Change, Owner, PoolId};
+use store::{Store, StoreConfig, Timestamp, WriteTx};
 
 /// Which backend a test case runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,19 @@ pub fn fresh(kind: Kind) -> Option<TestStore> {
 /// A ledger context at time `now`.
 pub fn change(now: i64) -> Change<'static> {
     Change { now: Timestamp(now), request_id: "test-request" }
+}
+
+/// Allocates `count` addresses in `pool` for a VNet `owner_id` of tenant "t", as the writers of
+/// the concurrency and crash tests do.
+pub fn allocate(
+    tx: &mut WriteTx<'_>,
+    pool: PoolId,
+    owner_id: &str,
+    count: u64,
+) -> Result<AllocationRecord, StoreError> {
+    let owner = Owner { id: owner_id, tenant: "t" };
+    let request = Request::Count(u128::from(count).into());
+    tx.pool_allocate(pool, &request, Holder::Resource, owner, change(1))
 }
 
 /// Emits, for each `fn name(store: &TestStore) { … }`, a module `name` with a `sqlite` and a
