@@ -245,7 +245,7 @@ async fn find(
     name: &str,
 ) -> Result<Option<RoleAssignmentRecord>, ArmError> {
     let lookup = name.to_owned();
-    let found = ctx.arm.identity().store().read(move |tx| tx.role_assignment_get(&lookup)).await?;
+    let found = ctx.read(move |tx| tx.role_assignment_get(&lookup)).await?;
     Ok(found.filter(|found| found.scope.eq_ignore_ascii_case(scope)))
 }
 
@@ -321,9 +321,6 @@ async fn principal_type_of(
     let tenant = ctx.caller.tenant_id().to_owned();
     let lookup = principal_id.to_ascii_lowercase();
     let found = ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| {
             if tx.user_get(&lookup)?.is_some_and(|user| user.tenant_id == tenant) {
                 return Ok::<_, StoreError>(Some("User"));
@@ -355,9 +352,6 @@ async fn check_scope_exists(ctx: &Ctx, scope: &str) -> Result<(), ArmError> {
     let (group_scope, lookup) = (segments[..4.min(segments.len())].join("/"), scope.to_owned());
     let group_id = format!("/{group_scope}");
     let (group, resource) = ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| {
             Ok::<_, StoreError>((tx.resource_get(&group_id)?, tx.resource_get(&lookup)?))
         })
@@ -407,12 +401,7 @@ async fn list(ctx: &Ctx, scope: &str, subscription: &str) -> Result<Response, Ar
         }
     }
     let lookup = subscription.to_owned();
-    let all = ctx
-        .arm
-        .identity()
-        .store()
-        .read(move |tx| tx.role_assignments_in_subscription(&lookup))
-        .await?;
+    let all = ctx.read(move |tx| tx.role_assignments_in_subscription(&lookup)).await?;
     let value: Vec<Value> = all
         .iter()
         .filter(|assignment| {

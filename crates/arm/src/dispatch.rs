@@ -78,6 +78,7 @@ async fn run_as(
         caller,
         ids,
         assignments: std::sync::OnceLock::new(),
+        ticket: Default::default(),
     };
     match target {
         Some(Target::ResourceGroups { subscription }) => groups::list(&ctx, &subscription).await,

@@ -52,10 +52,8 @@ pub fn not_found(name: &str) -> ArmError {
 /// The stored group, if it exists.
 pub async fn find(ctx: &Ctx, subscription: &str, name: &str) -> Result<Option<Value>, ArmError> {
     let id = group_id(subscription, name);
-    let stored = ctx.arm.identity().store().read(move |tx| tx.resource_get(&id)).await?;
-    Ok(stored
-        .filter(|stored| stored.resource_type.eq_ignore_ascii_case(RESOURCE_GROUP_TYPE))
-        .and_then(|stored| serde_json::from_str(&stored.body).ok()))
+    let stored = ctx.read(move |tx| tx.resource_of_type(RESOURCE_GROUP_TYPE, &id)).await?;
+    Ok(stored.and_then(|stored| serde_json::from_str(&stored.body).ok()))
 }
 
 /// The group, which must exist: a resource inside a missing group is `ResourceGroupNotFound`.
@@ -233,9 +231,6 @@ pub async fn list(ctx: &Ctx, subscription: &str) -> Result<Response, ArmError> {
         ctx.skip_token().map(str::to_owned),
     );
     let page = ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| tx.resources_list(RESOURCE_GROUP_TYPE, &prefix, after.as_deref(), top))
         .await?;
     let assignments = ctx.role_assignments().await?;

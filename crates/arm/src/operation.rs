@@ -97,7 +97,7 @@ pub fn network_url(ctx: &Ctx, subscription: &str, location: &str, kind: &str, id
 /// The stored record of an operation, if there is one.
 async fn load(ctx: &Ctx, subscription: &str, id: &str) -> Result<Value, ArmError> {
     let key = key(subscription, id);
-    let stored = ctx.arm.identity().store().read(move |tx| tx.resource_get(&key)).await?;
+    let stored = ctx.read(move |tx| tx.resource_get(&key)).await?;
     stored
         .filter(|stored| stored.resource_type == OPERATION_TYPE)
         .and_then(|stored| serde_json::from_str(&stored.body).ok())

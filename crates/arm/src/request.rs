@@ -31,9 +31,21 @@ pub struct Ctx {
     pub now: Timestamp,
     /// The caller's role assignments, read once per request (with the subscription).
     pub assignments: std::sync::OnceLock<Vec<RoleAssignmentRecord>>,
+    /// The request's use of the store's cache of what authorization reads (`store::cache`).
+    pub ticket: Arc<store::cache::Ticket>,
 }
 
 impl Ctx {
+    /// A read transaction of this request, through the store's cache (`store::cache`).
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut store::ReadTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<store::error::StoreError> + Send + 'static,
+    {
+        self.arm.identity().store().read_cached(&self.ticket, f).await
+    }
+
     /// The request's api-version, if `versions` serves it.
     pub fn api_version(&self, versions: &ApiVersions) -> Result<&'static str, ArmError> {
         versions.check(self.query.get("api-version").map(String::as_str))
@@ -70,9 +82,6 @@ impl Ctx {
         let (lookup, principal) = (id.to_owned(), self.caller.object_id().to_owned());
         // The caller's assignments come along: nearly every request checks a role next.
         let (subscription, assignments) = self
-            .arm
-            .identity()
-            .store()
             .read(move |tx| {
                 Ok::<_, store::error::StoreError>((
                     tx.subscription_get(&lookup)?,
@@ -111,12 +120,8 @@ impl Ctx {
             return Ok(assignments);
         }
         let principal = self.caller.object_id().to_owned();
-        let assignments = self
-            .arm
-            .identity()
-            .store()
-            .read(move |tx| tx.role_assignments_for_principal(&principal))
-            .await?;
+        let assignments =
+            self.read(move |tx| tx.role_assignments_for_principal(&principal)).await?;
         Ok(self.assignments.get_or_init(|| assignments))
     }
 

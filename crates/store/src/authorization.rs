@@ -73,12 +73,18 @@ const ASSIGNMENT: &str = "SELECT name, scope, role_definition_id, principal_id, 
      FROM role_assignments";
 
 impl ReadTx<'_> {
+    /// The subscription with this id (cached, see `cache`).
     pub fn subscription_get(&mut self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        let row = self.tx.query_opt(
-            &format!("{SUBSCRIPTION} WHERE id = $1"),
-            &[id.to_ascii_lowercase().into()],
-        )?;
-        Ok(row.as_ref().map(subscription_from))
+        let id = id.to_ascii_lowercase();
+        self.cached(
+            || format!("subscription\n{id}"),
+            |read| {
+                let row = read
+                    .tx
+                    .query_opt(&format!("{SUBSCRIPTION} WHERE id = $1"), &[id.as_str().into()])?;
+                Ok(row.as_ref().map(subscription_from))
+            },
+        )
     }
 
     pub fn subscriptions_of_tenant(
@@ -92,16 +98,22 @@ impl ReadTx<'_> {
         Ok(rows.iter().map(subscription_from).collect())
     }
 
-    /// Every assignment naming a principal, through the principal index.
+    /// Every assignment naming a principal, through the principal index (cached, see `cache`).
     pub fn role_assignments_for_principal(
         &mut self,
         principal_id: &str,
     ) -> Result<Vec<RoleAssignmentRecord>, StoreError> {
-        let rows = self.tx.query(
-            &format!("{ASSIGNMENT} WHERE principal_id = $1 ORDER BY scope_key, name"),
-            &[principal_id.to_ascii_lowercase().into()],
-        )?;
-        Ok(rows.iter().map(assignment_from).collect())
+        let principal_id = principal_id.to_ascii_lowercase();
+        self.cached(
+            || format!("assignments\n{principal_id}"),
+            |read| {
+                let rows = read.tx.query(
+                    &format!("{ASSIGNMENT} WHERE principal_id = $1 ORDER BY scope_key, name"),
+                    &[principal_id.as_str().into()],
+                )?;
+                Ok(rows.iter().map(assignment_from).collect())
+            },
+        )
     }
 
     /// The assignments made exactly at a scope.

@@ -263,9 +263,14 @@ impl Store {
                     source: "a job in the batch hit a transient conflict".into(),
                 });
             }
+            // The generation the commit brings moves this process's cache (`cache`).
+            let mut tx = tx;
+            let generation =
+                if any_succeeded { Some(crate::cache::generation(&mut tx)?) } else { None };
             tx.finish(any_succeeded)?;
-            if any_succeeded {
+            if let Some(generation) = generation {
                 self.inner.committed();
+                self.inner.cache.advance(generation);
             }
             Ok(())
         })();

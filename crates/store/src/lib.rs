@@ -9,6 +9,7 @@
 
 pub mod authorization;
 mod batch;
+pub mod cache;
 mod checkpoint;
 mod db;
 pub mod error;
@@ -87,6 +88,8 @@ struct Inner {
     queues: batch::Queues,
     // SQLite: wakes the thread that copies the WAL back into the database.
     checkpoints: Option<checkpoint::Checkpointer>,
+    // Rows authorization reads on nearly every request, valid for one generation (`cache`).
+    cache: Arc<cache::Cache>,
 }
 
 /// Opens new connections of the configured kind.
@@ -154,6 +157,7 @@ impl Store {
             queues: batch::Queues::new(n_leaders, keyed_queues),
             checkpoints: None,
             location,
+            cache: Arc::new(cache::Cache::new()),
         };
         let mut conn = inner.open_conn()?;
         migrate::run(&mut conn, &inner.location)?;
@@ -237,7 +241,28 @@ impl Store {
     /// the two thread wake-ups of handing it to a blocking thread (and WAL readers never wait
     /// for the writer). Otherwise, and always on PostgreSQL (its client blocks on network round
     /// trips), it runs on a blocking thread.
-    pub async fn read<T, E, F>(&self, mut f: F) -> Result<T, E>
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut ReadTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.read_with(None, f).await
+    }
+
+    /// `read` for one of a request's reads: subscriptions, role assignments, pools, and
+    /// resources of the cached types come from the cache when it is at the generation of the
+    /// request's `ticket` (see `cache`). The ticket's first read reads the generation.
+    pub async fn read_cached<T, E, F>(&self, ticket: &Arc<cache::Ticket>, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut ReadTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.read_with(Some(ticket.clone()), f).await
+    }
+
+    async fn read_with<T, E, F>(&self, ticket: Option<Arc<cache::Ticket>>, mut f: F) -> Result<T, E>
     where
         F: FnMut(&mut ReadTx<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -247,11 +272,11 @@ impl Store {
             && let Some(conn) = self.inner.readers.take_idle()
         {
             // A panicking closure fails its caller as it would on a blocking thread.
-            let inline = AssertUnwindSafe(|| self.run_read(Some(conn), &mut f));
+            let inline = AssertUnwindSafe(|| self.run_read(Some(conn), ticket.as_deref(), &mut f));
             return catch_unwind(inline).unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()));
         }
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
+        tokio::task::spawn_blocking(move || store.run_read(None, ticket.as_deref(), &mut f))
             .await
             .unwrap_or_else(|_| Err(StoreError::WorkerStopped.into()))
     }
@@ -263,11 +288,22 @@ impl Store {
         F: FnMut(&mut WriteTx<'_>) -> Result<T, E>,
         E: From<StoreError>,
     {
-        self.run(Mode::Write, None, |tx| {
+        let mut generation = None;
+        let result = self.run(Mode::Write, None, |tx| {
             let mut write_tx = WriteTx::new(tx);
-            let result = f(&mut write_tx);
+            let mut result = f(&mut write_tx);
+            if result.is_ok() {
+                match cache::generation(&mut write_tx.tx) {
+                    Ok(read) => generation = Some(read),
+                    Err(error) => result = Err(error.into()),
+                }
+            }
             (write_tx.read.tx, result)
-        })
+        });
+        if let (Ok(_), Some(generation)) = (&result, generation) {
+            self.inner.cache.advance(generation);
+        }
+        result
     }
 
     /// `read` for callers that are not async.
@@ -276,20 +312,27 @@ impl Store {
         F: FnMut(&mut ReadTx<'_>) -> Result<T, E>,
         E: From<StoreError>,
     {
-        self.run_read(None, &mut f)
+        self.run_read(None, None, &mut f)
     }
 
-    /// A read transaction, on `first` if given (a connection taken from the readers).
+    /// A read transaction, on `first` if given (a connection taken from the readers), through
+    /// the cache if `ticket` is given.
     fn run_read<T, E>(
         &self,
         first: Option<Conn>,
+        ticket: Option<&cache::Ticket>,
         f: &mut impl FnMut(&mut ReadTx<'_>) -> Result<T, E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        self.run(Mode::Read, first, |tx| {
-            let mut read_tx = ReadTx { tx };
+        self.run(Mode::Read, first, |mut tx| {
+            let view = match ticket.map(|ticket| cache::view(&self.inner.cache, ticket, &mut tx)) {
+                Some(Err(error)) => return (tx, Err(error.into())),
+                Some(Ok(view)) => Some(view),
+                None => None,
+            };
+            let mut read_tx = ReadTx { tx, cache: view };
             let result = f(&mut read_tx);
             (read_tx.tx, result)
         })
@@ -360,6 +403,8 @@ impl Store {
 /// A read transaction.
 pub struct ReadTx<'conn> {
     tx: Tx<'conn>,
+    /// The cache this transaction may read through (`Store::read_cached`); never in a write.
+    cache: Option<cache::View>,
 }
 
 /// A write transaction; it can read as well.
@@ -375,7 +420,7 @@ pub struct WriteTx<'conn> {
 
 impl<'conn> WriteTx<'conn> {
     fn new(tx: Tx<'conn>) -> WriteTx<'conn> {
-        WriteTx { read: ReadTx { tx }, locked_pools: Vec::new() }
+        WriteTx { read: ReadTx { tx, cache: None }, locked_pools: Vec::new() }
     }
 }
 

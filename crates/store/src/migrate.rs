@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_allocation_blocks_without_rowid.sql"),
         postgres: include_str!("../migrations/postgres/0006_allocation_blocks_without_rowid.sql"),
     },
+    Migration {
+        version: 7,
+        sqlite: include_str!("../migrations/sqlite/0007_cache_generation.sql"),
+        postgres: include_str!("../migrations/postgres/0007_cache_generation.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -320,9 +320,15 @@ impl ReadTx<'_> {
 
     /// The pool with this resource key (case-insensitive), if any.
     pub fn pool_by_key(&mut self, resource_key: &str) -> Result<Option<PoolRecord>, StoreError> {
-        let sql = format!("{POOL_SELECT} WHERE p.resource_key = $1 ORDER BY pp.addr");
-        let rows = self.tx.query(&sql, &[resource_key.to_ascii_lowercase().into()])?;
-        Ok(pools_from_rows(&rows).pop())
+        let resource_key = resource_key.to_ascii_lowercase();
+        self.cached(
+            || format!("pool\n{resource_key}"),
+            |read| {
+                let sql = format!("{POOL_SELECT} WHERE p.resource_key = $1 ORDER BY pp.addr");
+                let rows = read.tx.query(&sql, &[resource_key.as_str().into()])?;
+                Ok(pools_from_rows(&rows).pop())
+            },
+        )
     }
 
     /// The direct children of a pool, by id.

@@ -67,6 +67,27 @@ impl ReadTx<'_> {
         Ok(row.as_ref().map(resource_from))
     }
 
+    /// The resource with this id if it is of this type (any case); cached for the
+    /// `cache::CACHED_TYPES`.
+    pub fn resource_of_type(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let load = |read: &mut Self| {
+            Ok(read
+                .resource_get(id)?
+                .filter(|stored| stored.resource_type.eq_ignore_ascii_case(resource_type)))
+        };
+        if !crate::cache::is_cached_type(resource_type) {
+            return load(self);
+        }
+        let key = || {
+            format!("resource\n{}\n{}", resource_type.to_ascii_lowercase(), id.to_ascii_lowercase())
+        };
+        self.cached(key, load)
+    }
+
     /// Up to `limit` resources of a type whose ids start with `id_prefix` (case-insensitive),
     /// after the id `after` in id order. Paging by the last id seen is stable under concurrent
     /// writes: nothing is skipped or repeated.
@@ -81,13 +102,31 @@ impl ReadTx<'_> {
         // Every key that starts with `lower` sorts before `lower` followed by the highest char.
         let upper = format!("{lower}\u{10FFFF}");
         let after = after.map(str::to_ascii_lowercase).unwrap_or_default();
+        let resource_type = resource_type.to_ascii_lowercase();
+        let load = |read: &mut Self| {
+            read.resources_in_range(&resource_type, &lower, &upper, &after, limit)
+        };
+        if !crate::cache::is_cached_type(&resource_type) {
+            return load(self);
+        }
+        self.cached(|| format!("list\n{resource_type}\n{lower}\n{after}\n{limit}"), load)
+    }
+
+    fn resources_in_range(
+        &mut self,
+        resource_type: &str,
+        lower: &str,
+        upper: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, StoreError> {
         let rows = self.tx.query(
             &format!(
                 "SELECT {COLUMNS} FROM resources WHERE resource_type = $1 AND id_key >= $2 AND id_key < $3 \
                  AND id_key > $4 ORDER BY id_key LIMIT $5"
             ),
             &[
-                resource_type.to_ascii_lowercase().into(),
+                resource_type.into(),
                 lower.into(),
                 upper.into(),
                 after.into(),

@@ -47,16 +47,13 @@ impl Doc {
 
 /// The document of `kind` at `id`, if there is one.
 pub fn get(tx: &mut ReadTx<'_>, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
-    Ok(tx
-        .resource_get(id)?
-        .filter(|stored| stored.resource_type.eq_ignore_ascii_case(kind))
-        .and_then(|stored| Doc::from_stored(&stored)))
+    Ok(tx.resource_of_type(kind, id)?.and_then(|stored| Doc::from_stored(&stored)))
 }
 
 /// The same, outside a transaction.
 pub async fn load(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Option<Doc>, ArmError> {
     let id = id.to_owned();
-    Ok(ctx.arm.identity().store().read(move |tx| get(tx, kind, &id)).await?)
+    Ok(ctx.read(move |tx| get(tx, kind, &id)).await?)
 }
 
 /// The document of `kind` at `id` as `serve` presents it (with what it computes from other
@@ -72,9 +69,6 @@ where
 {
     let lookup = id.to_owned();
     let served = ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| match get(tx, kind, &lookup)? {
             Some(doc) => serve(tx, &doc).map(Some),
             None => Ok(None),
@@ -355,9 +349,6 @@ where
         })?,
     };
     let (value, last) = ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| {
             let mut page = list(tx, kind, &prefix, after.as_deref(), skip + top)?;
             page.drain(..skip.min(page.len()));

@@ -41,8 +41,10 @@ pub fn in_scope(
                 .any(|s| s.trim_end_matches('/').eq_ignore_ascii_case(&scope))
         });
     if own {
-        let manager_tenant =
-            tx.resource_get(&manager.id)?.map(|stored| stored.tenant_id).unwrap_or_default();
+        let manager_tenant = tx
+            .resource_of_type(super::MANAGER_TYPE, &manager.id)?
+            .map(|stored| stored.tenant_id)
+            .unwrap_or_default();
         if manager_tenant.eq_ignore_ascii_case(tenant) {
             return Ok(true);
         }

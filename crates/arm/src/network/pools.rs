@@ -367,11 +367,7 @@ pub async fn usage(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmEr
         .await?;
     let doc = require(ctx, &pool_id).await?;
     let id = doc.id.clone();
-    let body = ctx
-        .arm
-        .identity()
-        .store()
-        .read(move |tx| {
+    let body = ctx.read(move |tx| {
             let Some(pool) = record(tx, &id)? else { return Ok(None) };
             let usage = tx.pool_usage(pool.id())?;
             let mut children = Vec::new();
@@ -410,9 +406,6 @@ pub async fn associated(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
     let doc = require(ctx, &pool_id).await?;
     let id = doc.id.clone();
     let allocations = ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| match record(tx, &id)? {
             Some(pool) => tx.allocations_of_pool(pool.id()),
             None => Ok(Vec::new()),

@@ -602,9 +602,6 @@ async fn find(
         (docs::subscription_of(vnet_id), ctx.caller.tenant_id().to_owned());
     let (asks, touched) = (spec.asks.clone(), associate.to_vec());
     Ok(ctx
-        .arm
-        .identity()
-        .store()
         .read(move |tx| {
             let mut tenants = HashMap::new();
             for pool_id in &linked {

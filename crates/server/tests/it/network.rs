@@ -597,6 +597,47 @@ async fn two_server_processes_share_postgres_without_overlaps() {
     let listed: Value =
         client.post(list_url).bearer_auth(&tokens[1]).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["value"].as_array().unwrap().len(), 40);
+    // The administrator's Owner assignment removed through one replica no longer counts at the
+    // other, whose cache of authorization reads (store::cache) has just served the same
+    // principal's assignments.
+    let assignments_url = format!(
+        "{}/subscriptions/{subscription}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01",
+        second.origin
+    );
+    let assignments: Value = client
+        .get(assignments_url)
+        .bearer_auth(&tokens[1])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let subscription_scope = format!("/subscriptions/{subscription}");
+    let owners = assignments["value"].as_array().unwrap().iter().filter(|assignment| {
+        assignment["properties"]["scope"].as_str() == Some(subscription_scope.as_str())
+    });
+    for assignment in owners {
+        let url = format!(
+            "{}{}?api-version=2022-04-01",
+            second.origin,
+            assignment["id"].as_str().unwrap()
+        );
+        let deleted = client.delete(url).bearer_auth(&tokens[1]).send().await.unwrap();
+        assert_eq!(deleted.status().as_u16(), 200);
+    }
+    let late = format!(
+        "{}/subscriptions/{subscription}/resourceGroups/rg-a/providers/Microsoft.Network/virtualNetworks/late?{NET}",
+        first.origin
+    );
+    let refused = client
+        .put(late)
+        .bearer_auth(&tokens[0])
+        .json(&pool_body(pool, "100"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
     drop((first, second));
     let cleanup = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
     std::thread::spawn(move || {

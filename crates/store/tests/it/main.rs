@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cache;
 mod concurrency;
 mod crash;
 mod differential;

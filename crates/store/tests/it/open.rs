@@ -60,9 +60,22 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
         (pool, store.read_blocking(|tx| tx.allocations_of_pool(pool)).unwrap())
     };
     assert_eq!(before.iter().map(|allocation| allocation.blocks().len()).sum::<usize>(), 3 + 1 + 6);
-    // Back to the schema of version 5: the blocks in a rowid table with two indexes, and the
-    // allocations indexed by pool.
+    // Back to the schema of version 5: without version 7's cache generation and its triggers,
+    // the blocks in a rowid table with two indexes, and the allocations indexed by pool.
     let connection = rusqlite::Connection::open(dir.path().join("crosspool.db")).unwrap();
+    let triggers: Vec<String> = connection
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%cache_moved%'",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(triggers.len(), 15);
+    for trigger in triggers {
+        connection.execute_batch(&format!("DROP TRIGGER {trigger}")).unwrap();
+    }
     connection
         .execute_batch(
             "BEGIN; \
@@ -74,6 +87,7 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
              ALTER TABLE old_blocks RENAME TO allocation_blocks; \
              CREATE INDEX allocation_blocks_by_allocation ON allocation_blocks (allocation_id); \
              CREATE INDEX allocations_by_pool ON allocations (pool_id, id); \
+             DROP TABLE cache_generation; \
              DELETE FROM crosspool_schema WHERE version >= 6; \
              COMMIT;",
         )
