@@ -1,6 +1,7 @@
 //! Group commit: concurrent `Store::write` calls share transactions. A leader thread takes the
-//! waiting jobs, runs each inside its own savepoint of one transaction (a failing job rolls back
-//! only itself), commits once, and only then answers every job. No job is acknowledged before
+//! waiting jobs, runs them in one transaction (if one fails, again with each inside its own
+//! savepoint, so that a failing job rolls back only itself), commits once, and only then answers
+//! every job. No job is acknowledged before
 //! the commit that made it durable, so this changes throughput, not meaning: the batch is the
 //! same as running its jobs one after another.
 //!
@@ -64,6 +65,14 @@ where
         // The caller may have stopped waiting; then nobody needs the answer.
         let _ = self.reply.send(outcome);
     }
+}
+
+/// What an attempt at a batch came to.
+enum Attempt {
+    /// Committed, or rolled back because its only job failed.
+    Finished,
+    /// A job failed without a savepoint of its own: the batch must run again with savepoints.
+    NeedsSavepoints,
 }
 
 /// Jobs waiting for a leader.
@@ -201,11 +210,18 @@ impl Store {
     }
 
     fn run_batch(&self, mut jobs: Vec<Box<dyn Job>>) {
+        // First the jobs run one after another in the transaction, without savepoints: nearly
+        // every batch succeeds whole, and a savepoint costs a round trip per job on PostgreSQL.
+        // When a job fails, that attempt rolls back and the batch runs again with a savepoint
+        // per job, so that the failing job rolls back alone (every closure then runs again, as
+        // on a retry).
+        let mut savepoints = false;
         let mut attempt = 1;
         let commit = loop {
-            match self.try_batch(&mut jobs) {
+            match self.try_batch(&mut jobs, savepoints) {
                 Err(StoreError::Retryable { .. }) if attempt < MAX_ATTEMPTS => attempt += 1,
-                outcome => break outcome,
+                Ok(Attempt::NeedsSavepoints) => savepoints = true,
+                outcome => break outcome.map(|_| ()),
             }
         };
         for job in jobs {
@@ -213,15 +229,21 @@ impl Store {
         }
     }
 
-    /// One attempt at a batch: every job in its savepoint, then one commit.
-    fn try_batch(&self, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    /// One attempt at a batch: every job (in its own savepoint if `savepoints`), then one
+    /// commit.
+    fn try_batch(
+        &self,
+        jobs: &mut [Box<dyn Job>],
+        savepoints: bool,
+    ) -> Result<Attempt, StoreError> {
         let pool = &self.inner.writers;
         let mut conn = pool.get(|| self.inner.open_conn())?;
         let outcome = (|| {
             let tx = conn.begin(Mode::Write)?;
             let mut write_tx = WriteTx::new(tx);
             // A lone job needs no savepoint: if it fails, the whole transaction rolls back.
-            let use_savepoints = jobs.len() > 1;
+            let n_jobs = jobs.len();
+            let use_savepoints = savepoints && n_jobs > 1;
             let mut must_retry = false;
             let mut any_succeeded = false;
             // Whether the previous job succeeded: its savepoint's end goes with the next job's
@@ -248,6 +270,10 @@ impl Store {
                     must_retry = true;
                     break;
                 }
+                if !succeeded && !use_savepoints && n_jobs > 1 {
+                    let _ = write_tx.read.tx.finish(false);
+                    return Ok(Attempt::NeedsSavepoints);
+                }
                 if use_savepoints {
                     previous = Some(succeeded);
                 }
@@ -272,7 +298,7 @@ impl Store {
                 self.inner.committed();
                 self.inner.cache.advance(generation);
             }
-            Ok(())
+            Ok(Attempt::Finished)
         })();
         let broken = matches!(&conn, crate::db::Conn::Postgres(client, _) if client.is_closed());
         if broken {

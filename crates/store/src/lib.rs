@@ -186,8 +186,8 @@ impl Store {
     /// Runs `f` in a write transaction and answers once it has committed; the transaction runs
     /// on the caller's thread (which then blocks, as in `block_in_place`) or on a blocking
     /// thread, never on an async worker that goes on polling other tasks. Concurrent calls
-    /// share transactions (group commit, see `batch`): `f` then runs inside a
-    /// savepoint, and an `Err` from it rolls back only its own changes.
+    /// share transactions (group commit, see `batch`): an `Err` from `f` rolls back only its own
+    /// changes (`f` may run again, as on a retry).
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
