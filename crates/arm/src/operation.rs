@@ -75,13 +75,17 @@ impl Recording {
     }
 
     pub fn apply(&self, tx: &mut store::WriteTx<'_>) -> Result<(), store::error::StoreError> {
-        let write = ResourceWrite {
+        tx.resource_put(self.write(), &Precondition::Absent, self.now).map(|_| ())
+    }
+
+    /// The record as a resource to create (with another write: `resource_put_over_creating`).
+    pub fn write(&self) -> ResourceWrite<'_> {
+        ResourceWrite {
             id: &self.id,
             resource_type: OPERATION_TYPE,
             tenant_id: &self.tenant,
             body: &self.body,
-        };
-        tx.resource_put(write, &Precondition::Absent, self.now).map(|_| ())
+        }
     }
 }
 

@@ -239,6 +239,12 @@ impl Tx<'_> {
         self.retry
     }
 
+    /// Marks the transaction for a retry of the whole: what it read is already out of date.
+    pub(crate) fn retry_later(&mut self) -> StoreError {
+        self.retry = true;
+        StoreError::Retryable { source: "a row this transaction read has changed".into() }
+    }
+
     /// Runs a statement and returns the number of rows it changed.
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let result =

@@ -984,16 +984,6 @@ impl WriteTx<'_> {
         Ok(pool)
     }
 
-    /// Serialises the transactions that call it with the same `key` (e.g. the writes of one
-    /// resource), across processes: each waits for the previous one to commit. On SQLite every
-    /// write is serialised anyway.
-    pub fn serialize_on(&mut self, key: &str) -> Result<(), StoreError> {
-        if self.tx.backend() == Backend::Sqlite {
-            return Ok(());
-        }
-        self.scope_lock(&format!("lock:{}", key.to_ascii_lowercase()))
-    }
-
     /// Serialises root-pool changes in one scope.
     fn scope_lock(&mut self, scope_key: &str) -> Result<(), StoreError> {
         // On PostgreSQL the update locks the row, created or not, in one round trip; SQLite's

@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::db::{Row, Value};
+use crate::db::{Backend, Row, Value};
 use crate::error::StoreError;
 use crate::{ReadTx, Timestamp, WriteTx};
 
@@ -152,6 +152,21 @@ impl ReadTx<'_> {
 }
 
 impl WriteTx<'_> {
+    /// The resource with this id, locked until the transaction ends: on PostgreSQL
+    /// `SELECT … FOR UPDATE`, which waits for a transaction that is changing the row and then
+    /// reads what it committed; SQLite's write transaction holds the whole database anyway.
+    /// Writes that read a resource this way before writing it take turns, across processes.
+    /// A missing resource locks nothing: of two transactions creating it at once, the second
+    /// finds it created when it inserts, and runs again from the start (`resource_put_over`).
+    pub fn resource_get_locked(&mut self, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let lock = if self.tx.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let row = self.tx.query_opt(
+            &format!("SELECT {COLUMNS} FROM resources WHERE id_key = $1{lock}"),
+            &[id.to_ascii_lowercase().into()],
+        )?;
+        Ok(row.as_ref().map(resource_from))
+    }
+
     /// Creates or replaces a resource if `precondition` holds, with a new etag. Returns what is
     /// stored and whether it was created.
     pub fn resource_put(
@@ -176,7 +191,28 @@ impl WriteTx<'_> {
         precondition: &Precondition,
         now: Timestamp,
     ) -> Result<(StoredResource, bool), StoreError> {
+        self.resource_put_over_creating(write, existing, precondition, now, None)
+    }
+
+    /// `resource_put_over` that also creates `create`, a resource that must not exist yet (the
+    /// record of the operation making this write), on PostgreSQL in the same statement: one
+    /// round trip fewer for every VNet write.
+    pub fn resource_put_over_creating(
+        &mut self,
+        write: ResourceWrite<'_>,
+        existing: Option<StoredResource>,
+        precondition: &Precondition,
+        now: Timestamp,
+        create: Option<ResourceWrite<'_>>,
+    ) -> Result<(StoredResource, bool), StoreError> {
         check(write.id, existing.as_ref(), precondition)?;
+        let create = match create {
+            Some(create) if self.tx.backend() == Backend::Sqlite => {
+                self.resource_put_over(create, None, &Precondition::Absent, now)?;
+                None
+            }
+            create => create,
+        };
         let etag = next_etag(
             write.id,
             existing.as_ref().map(|stored| stored.etag.as_str()),
@@ -186,9 +222,11 @@ impl WriteTx<'_> {
         let key = write.id.to_ascii_lowercase();
         let stored = match existing {
             Some(existing) => {
-                self.tx.execute(
+                self.execute_creating(
                     "UPDATE resources SET body = $1, etag = $2, updated_at = $3, tenant_id = $4 WHERE id_key = $5",
-                    &[write.body.into(), etag.as_str().into(), Value::Int(now.0), write.tenant_id.into(), key.into()],
+                    vec![write.body.into(), etag.as_str().into(), Value::Int(now.0), write.tenant_id.into(), key.into()],
+                    create,
+                    (3, now),
                 )?;
                 StoredResource {
                     body: write.body.to_owned(),
@@ -201,10 +239,10 @@ impl WriteTx<'_> {
             None => {
                 // A row that is there (create-only), or that another transaction inserted
                 // since the read, makes this insert nothing and leaves the transaction usable.
-                let n_inserted = self.tx.execute(
+                let n_inserted = self.execute_creating(
                     "INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id_key) DO NOTHING",
-                    &[
+                    vec![
                         key.into(),
                         write.id.into(),
                         write.resource_type.to_ascii_lowercase().into(),
@@ -213,14 +251,16 @@ impl WriteTx<'_> {
                         etag.as_str().into(),
                         Value::Int(now.0),
                     ],
+                    create,
+                    (7, now),
                 )?;
                 if n_inserted == 0 {
                     let id = write.id.to_owned();
                     return Err(match precondition {
                         Precondition::Absent => StoreError::AlreadyExists { what: "resource", id },
-                        _ => StoreError::Constraint {
-                            source: format!("resource '{id}' was created meanwhile").into(),
-                        },
+                        // Created by another transaction since this one found nothing: running
+                        // again, it finds the resource and writes over it.
+                        _ => self.tx.retry_later(),
                     });
                 }
                 return Ok((
@@ -238,6 +278,41 @@ impl WriteTx<'_> {
             }
         };
         Ok((stored, false))
+    }
+
+    /// Runs `sql`, a write of one resource row, and returns the number of rows it wrote; with
+    /// `create`, a new resource is inserted in the same statement (PostgreSQL), its times the
+    /// parameter numbered `time.0`, and refused if it exists.
+    fn execute_creating(
+        &mut self,
+        sql: &str,
+        mut params: Vec<Value>,
+        create: Option<ResourceWrite<'_>>,
+        time: (usize, Timestamp),
+    ) -> Result<u64, StoreError> {
+        let Some(create) = create else { return self.tx.execute(sql, &params) };
+        let first = params.len() + 1;
+        let slots: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+        let statement = format!(
+            "WITH created AS (INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
+             VALUES ({}, ${t}, ${t}) ON CONFLICT (id_key) DO NOTHING RETURNING 1) \
+             {sql} RETURNING (SELECT count(*) FROM created)",
+            slots.join(", "),
+            t = time.0,
+        );
+        params.extend([
+            create.id.to_ascii_lowercase().into(),
+            create.id.into(),
+            create.resource_type.to_ascii_lowercase().into(),
+            create.tenant_id.into(),
+            create.body.into(),
+            next_etag(create.id, None, create.body, time.1).into(),
+        ]);
+        let rows = self.tx.query(&statement, &params)?;
+        if rows.first().is_some_and(|row| row.int(0) != 1) {
+            return Err(StoreError::AlreadyExists { what: "resource", id: create.id.to_owned() });
+        }
+        Ok(rows.len() as u64)
     }
 
     /// Deletes a resource if `precondition` holds. Returns what was deleted, if anything.

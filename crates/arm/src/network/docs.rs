@@ -104,14 +104,16 @@ pub fn put(
     write_doc(tx, kind, tenant, body, |tx, write| tx.resource_put(write, precondition, now))
 }
 
-/// The resource stored at `id` (of any type), and its document if it is of `kind`: what a write
-/// reads once, then passes to `put_over`.
+/// The resource stored at `id` (of any type), locked until the transaction ends, and its
+/// document if it is of `kind`: what a write reads once, then writes over
+/// (`WriteTx::resource_put_over`). Writes that
+/// read a resource this way take turns (`store::WriteTx::resource_get_locked`).
 pub fn get_for_write(
-    tx: &mut ReadTx<'_>,
+    tx: &mut WriteTx<'_>,
     kind: &str,
     id: &str,
 ) -> Result<(Option<StoredResource>, Option<Doc>), StoreError> {
-    let stored = tx.resource_get(id)?;
+    let stored = tx.resource_get_locked(id)?;
     let doc = stored
         .as_ref()
         .filter(|stored| stored.resource_type.eq_ignore_ascii_case(kind))
@@ -119,23 +121,8 @@ pub fn get_for_write(
     Ok((stored, doc))
 }
 
-/// `put` over what `get_for_write` read earlier in this transaction.
-pub fn put_over(
-    tx: &mut WriteTx<'_>,
-    kind: &str,
-    tenant: &str,
-    body: &Value,
-    stored: Option<StoredResource>,
-    precondition: &Precondition,
-    now: Timestamp,
-) -> Result<(Doc, bool), ArmError> {
-    write_doc(tx, kind, tenant, body, |tx, write| {
-        tx.resource_put_over(write, stored, precondition, now)
-    })
-}
-
 /// Writes `body` (its `id` names it) with `write`; returns it as stored and whether it was created.
-fn write_doc(
+pub fn write_doc(
     tx: &mut WriteTx<'_>,
     kind: &str,
     tenant: &str,

@@ -404,7 +404,8 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
         .flatten();
     let queue = queue_key(allocations.filter_map(|allocation| allocation["pool"]["id"].as_str()));
     write_queued(ctx, queue, move |tx| {
-        tx.serialize_on(&lookup)?;
+        // Locked first, as a PUT of this VNet locks it: the two take turns.
+        tx.resource_get_locked(&lookup)?;
         docs::release_all(tx, &lookup, Change { now, request_id: &request_id })?;
         tx.resource_delete(&lookup, &precondition).map_err(crate::error::precondition_failed)?;
         Ok(())
@@ -549,10 +550,8 @@ async fn write(
     let queue = queue_key(pools);
     write_queued(ctx, queue, move |tx| {
         let change = Change { now, request_id: &request_id };
-        // Recorded first: a pool's tree lock, taken while allocating, is then held for fewer
-        // statements (the transaction commits or rolls back as one either way).
-        recording.apply(tx)?;
-        let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change)?;
+        // The operation's record is written with the VNet's document, in one statement.
+        let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change, &recording)?;
         Ok((doc, created, operation_id.clone()))
     })
     .await
@@ -677,7 +676,7 @@ fn rounded(family: Family, count: AddressCount) -> Result<AddressCount, ArmError
     Ok(blocks.iter().fold(AddressCount::ZERO, |sum, block| sum.add_disjoint(block.size())))
 }
 
-/// The transaction of a VNet PUT.
+/// The transaction of a VNet PUT; `recording` is the record of its operation.
 fn apply(
     tx: &mut WriteTx<'_>,
     id: &str,
@@ -685,8 +684,9 @@ fn apply(
     tenant: &str,
     precondition: &Precondition,
     change: Change<'_>,
+    recording: &operation::Recording,
 ) -> Result<(Doc, bool), ArmError> {
-    tx.serialize_on(id)?;
+    // Locked: writes to this VNet take turns, across processes.
     let (stored, existing) = docs::get_for_write(tx, VNET_TYPE, id)?;
     // A VNet's allocations live and die with its document, in the same transactions (every
     // delete releases them), so where nothing is stored nothing is held.
@@ -769,7 +769,15 @@ fn apply(
         "tags": spec.tags,
         "properties": properties,
     });
-    docs::put_over(tx, VNET_TYPE, tenant, &document, stored, precondition, change.now)
+    docs::write_doc(tx, VNET_TYPE, tenant, &document, |tx, write| {
+        tx.resource_put_over_creating(
+            write,
+            stored,
+            precondition,
+            change.now,
+            Some(recording.write()),
+        )
+    })
 }
 
 /// A subnet's space from one pool (lower-cased pool id), or its static space (`None`).

@@ -597,6 +597,33 @@ async fn two_server_processes_share_postgres_without_overlaps() {
     let listed: Value =
         client.post(list_url).bearer_auth(&tokens[1]).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["value"].as_array().unwrap().len(), 40);
+    // Both servers create and then grow the same VNets at once: each VNet ends with one
+    // allocation, of the last size asked.
+    for count in ["64", "200"] {
+        let puts = (0..20).map(|at| {
+            let (replica, token) = if at % 2 == 0 { (&first, &tokens[0]) } else { (&second, &tokens[1]) };
+            let url = format!("{}/subscriptions/{subscription}/resourceGroups/rg-a/providers/Microsoft.Network/virtualNetworks/both{}?{NET}", replica.origin, at / 2);
+            let request = client.put(url).bearer_auth(token).json(&pool_body(pool, count));
+            async move { request.send().await.unwrap().status().as_u16() }
+        });
+        for status in join_all(puts).await {
+            assert!(matches!(status, 200 | 201), "{status}");
+        }
+    }
+    let list_url = format!("{}{pool}/listAssociatedResources?{NET}", first.origin);
+    let listed: Value =
+        client.post(list_url).bearer_auth(&tokens[0]).send().await.unwrap().json().await.unwrap();
+    let both: Vec<&Value> = listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|associated| associated["resourceId"].as_str().unwrap().contains("/both"))
+        .collect();
+    assert_eq!(both.len(), 10);
+    assert!(
+        both.iter().all(|associated| associated["totalNumberOfIPAddresses"] == "200"),
+        "{both:?}"
+    );
     // The administrator's Owner assignment removed through one replica no longer counts at the
     // other, whose cache of authorization reads (store::cache) has just served the same
     // principal's assignments.

@@ -47,6 +47,25 @@ both_backends! {
         assert_eq!(stored.body, "{\"v\":1}");
     }
 
+    fn a_write_creates_its_operation_record_with_it_or_fails_whole(test: &TestStore) {
+        let record = |id: &'static str| ResourceWrite { id, resource_type: "operation", tenant_id: "tenant-b", body: "{\"status\":\"Succeeded\"}" };
+        let put = |body: &str, operation: &'static str| {
+            let body = body.to_owned();
+            test.store.write_blocking(move |tx| {
+                let existing = tx.resource_get_locked(ID)?;
+                tx.resource_put_over_creating(vnet(ID, &body), existing, &Precondition::None, Timestamp(1), Some(record(operation)))
+            })
+        };
+        assert!(put("{\"v\":1}", "/op/1").unwrap().1, "created");
+        assert!(!put("{\"v\":2}", "/op/2").unwrap().1, "written over");
+        let refused = put("{\"v\":3}", "/op/2").unwrap_err();
+        assert!(matches!(refused, StoreError::AlreadyExists { .. }), "{refused:?}");
+        let stored = |id: &str| test.store.read_blocking(|tx| tx.resource_get(id)).unwrap();
+        assert_eq!(stored(ID).unwrap().body, "{\"v\":2}", "a refused record fails the write");
+        assert_eq!(stored("/op/1").unwrap().body, "{\"status\":\"Succeeded\"}");
+        assert!(stored("/op/2").is_some());
+    }
+
     fn if_match_and_if_none_match_are_enforced(test: &TestStore) {
         let (created, _) = test.store.write_blocking(|tx| tx.resource_put(vnet(ID, "{\"v\":1}"), &Precondition::Absent, Timestamp(1))).unwrap();
         let again = test.store.write_blocking(|tx| tx.resource_put(vnet(ID, "{}"), &Precondition::Absent, Timestamp(2)));
