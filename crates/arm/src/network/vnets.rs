@@ -548,13 +548,26 @@ async fn write(
     let pools =
         spec.asks.iter().map(|ask| ask.pool_id.as_str()).chain(release.iter().map(String::as_str));
     let queue = queue_key(pools);
+    let put = VnetWrite { id, spec, tenant, precondition, recording };
+    // A VNet missing a moment ago is most likely missing still: the first attempt creates it
+    // without reading it (`apply`).
+    let mut missing = existing.is_none();
     write_queued(ctx, queue, move |tx| {
         let change = Change { now, request_id: &request_id };
-        // The operation's record is written with the VNet's document, in one statement.
-        let (doc, created) = apply(tx, &id, &spec, &tenant, &precondition, change, &recording)?;
+        let (doc, created) = apply(tx, &put, change, std::mem::take(&mut missing))?;
         Ok((doc, created, operation_id.clone()))
     })
     .await
+}
+
+/// What a VNet PUT's transaction writes.
+struct VnetWrite {
+    id: String,
+    spec: VnetSpec,
+    tenant: String,
+    precondition: Precondition,
+    /// The record of the PUT's operation, written with the VNet's document in one statement.
+    recording: operation::Recording,
 }
 
 /// The network manager of the first pool a VNet write allocates in or releases to: on
@@ -676,18 +689,19 @@ fn rounded(family: Family, count: AddressCount) -> Result<AddressCount, ArmError
     Ok(blocks.iter().fold(AddressCount::ZERO, |sum, block| sum.add_disjoint(block.size())))
 }
 
-/// The transaction of a VNet PUT; `recording` is the record of its operation.
+/// The transaction of a VNet PUT.
 fn apply(
     tx: &mut WriteTx<'_>,
-    id: &str,
-    spec: &VnetSpec,
-    tenant: &str,
-    precondition: &Precondition,
+    put: &VnetWrite,
     change: Change<'_>,
-    recording: &operation::Recording,
+    missing: bool,
 ) -> Result<(Doc, bool), ArmError> {
-    // Locked: writes to this VNet take turns, across processes.
-    let (stored, existing) = docs::get_for_write(tx, VNET_TYPE, id)?;
+    let VnetWrite { id, spec, tenant, precondition, recording } = put;
+    // Read locked: writes to this VNet take turns, across processes. A VNet that was `missing`
+    // when the request began is created without that read, a round trip fewer; if it has been
+    // created meanwhile, the insert finds it and the transaction runs again, reading it.
+    let (stored, existing) =
+        if missing { (None, None) } else { docs::get_for_write(tx, VNET_TYPE, id)? };
     // A VNet's allocations live and die with its document, in the same transactions (every
     // delete releases them), so where nothing is stored nothing is held.
     let held = if stored.is_some() { tx.allocations_of_owner(id)? } else { Vec::new() };
