@@ -356,15 +356,25 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
         Method::PATCH => {
             let body = ctx.json_body()?;
             let existing = existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
-            let mut document = existing.body.clone();
-            document["tags"] = docs::tags(&body, Some(&existing))?;
+            let tags = docs::tags(&body, Some(&existing))?;
             let (tenant, now, precondition) =
                 (ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
+            // The tags go onto the document as it is now, read locked: a PUT that changed its
+            // allocations since the read above is kept.
             let (doc, _) = ctx
                 .arm
                 .identity()
                 .store()
-                .write(move |tx| docs::put(tx, VNET_TYPE, &tenant, &document, &precondition, now))
+                .write(move |tx| {
+                    let (stored, current) = docs::get_for_write(tx, VNET_TYPE, &id)?;
+                    let Some(mut document) = current.map(|doc| doc.body) else {
+                        return Err(docs::not_found(VNET_TYPE, &id));
+                    };
+                    document["tags"] = tags.clone();
+                    docs::write_doc(tx, VNET_TYPE, &tenant, &document, |tx, write| {
+                        tx.resource_put_over(write, stored, &precondition, now)
+                    })
+                })
                 .await?;
             Ok(json(StatusCode::OK, &doc.served()))
         }

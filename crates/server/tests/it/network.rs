@@ -362,6 +362,21 @@ both_backends! {
         assert_eq!((foreign.status, foreign.code()), (401, "InvalidAuthenticationTokenTenant"));
     }
 
+    async fn a_vnet_patch_changes_its_tags_and_keeps_its_allocation(server: &TestServer) {
+        let pool = server.demo("A", "pool_id");
+        let admin_a = token(server, "A", "admin").await;
+        let subscription = server.demo("A", "subscription_id");
+        let url = format!("/subscriptions/{subscription}/resourceGroups/rg-a/providers/Microsoft.Network/virtualNetworks/tagged?{NET}");
+        let created = call(server, Method::PUT, &url, &admin_a, Some(&pool_body(&pool, "100")), &[]).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let patched = call(server, Method::PATCH, &url, &admin_a, Some(&json!({"tags": {"env": "test"}})), &[]).await;
+        assert_eq!(patched.status, 200, "{}", patched.body);
+        assert_eq!(patched.body["tags"], json!({"env": "test"}));
+        assert_eq!(prefixes(&patched), prefixes(&created));
+        let missing = call(server, Method::PATCH, &url.replace("/tagged?", "/missing?"), &admin_a, Some(&json!({"tags": {}})), &[]).await;
+        assert_eq!((missing.status, missing.code()), (404, "ResourceNotFound"));
+    }
+
     async fn concurrent_allocations_never_overlap(server: &TestServer) {
         let pool = server.demo("A", "pool_id");
         let admin_a = token(server, "A", "admin").await;
