@@ -528,6 +528,11 @@ fn replica(data_dir: &std::path::Path, database: &str, demo: bool) -> Replica {
     Replica { child, origin }
 }
 
+/// The JSON body of the answer to `request`.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// Two `crosspool serve` processes on one PostgreSQL database take space from one pool at
 /// once, each for its own clients: no two allocations overlap and none is lost.
 #[tokio::test(flavor = "multi_thread")]
@@ -582,7 +587,7 @@ async fn two_server_processes_share_postgres_without_overlaps() {
             ("scope", "https://management.azure.com//.default"),
         ];
         let url = format!("{}/contoso-a.example/oauth2/v2.0/token", replica.origin);
-        let body: Value = client.post(url).form(&form).send().await.unwrap().json().await.unwrap();
+        let body = json_of(client.post(url).form(&form)).await;
         tokens.push(body["access_token"].as_str().unwrap().to_owned());
     }
     let subscription = demo["tenants"]["A"]["subscription_id"].as_str().unwrap();
@@ -609,8 +614,7 @@ async fn two_server_processes_share_postgres_without_overlaps() {
         assert!(!blocks[..at].iter().any(|other| other.overlaps(block)), "{block} overlaps");
     }
     let list_url = format!("{}{pool}/listAssociatedResources?{NET}", second.origin);
-    let listed: Value =
-        client.post(list_url).bearer_auth(&tokens[1]).send().await.unwrap().json().await.unwrap();
+    let listed = json_of(client.post(list_url).bearer_auth(&tokens[1])).await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 40);
     // Both servers create and then grow the same VNets at once: each VNet ends with one
     // allocation, of the last size asked.
@@ -626,8 +630,7 @@ async fn two_server_processes_share_postgres_without_overlaps() {
         }
     }
     let list_url = format!("{}{pool}/listAssociatedResources?{NET}", first.origin);
-    let listed: Value =
-        client.post(list_url).bearer_auth(&tokens[0]).send().await.unwrap().json().await.unwrap();
+    let listed = json_of(client.post(list_url).bearer_auth(&tokens[0])).await;
     let both: Vec<&Value> = listed["value"]
         .as_array()
         .unwrap()
@@ -646,15 +649,7 @@ async fn two_server_processes_share_postgres_without_overlaps() {
         "{}/subscriptions/{subscription}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01",
         second.origin
     );
-    let assignments: Value = client
-        .get(assignments_url)
-        .bearer_auth(&tokens[1])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let assignments = json_of(client.get(assignments_url).bearer_auth(&tokens[1])).await;
     let subscription_scope = format!("/subscriptions/{subscription}");
     let owners = assignments["value"].as_array().unwrap().iter().filter(|assignment| {
         assignment["properties"]["scope"].as_str() == Some(subscription_scope.as_str())
