@@ -77,7 +77,7 @@ impl ReadTx<'_> {
     pub fn subscription_get(&mut self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
         let id = id.to_ascii_lowercase();
         self.cached(
-            || format!("subscription\n{id}"),
+            || format!("subscription {id:?}"),
             |read| {
                 let row = read
                     .tx
@@ -105,7 +105,7 @@ impl ReadTx<'_> {
     ) -> Result<Vec<RoleAssignmentRecord>, StoreError> {
         let principal_id = principal_id.to_ascii_lowercase();
         self.cached(
-            || format!("assignments\n{principal_id}"),
+            || format!("assignments {principal_id:?}"),
             |read| {
                 let rows = read.tx.query(
                     &format!("{ASSIGNMENT} WHERE principal_id = $1 ORDER BY scope_key, name"),

@@ -1,9 +1,8 @@
 //! Group commit: concurrent `Store::write` calls share transactions. A leader thread takes the
 //! waiting jobs, runs them in one transaction (if one fails, again with each inside its own
 //! savepoint, so that a failing job rolls back only itself), commits once, and only then answers
-//! every job. No job is acknowledged before
-//! the commit that made it durable, so this changes throughput, not meaning: the batch is the
-//! same as running its jobs one after another.
+//! every job. No job is acknowledged before the commit that made it durable, so this changes
+//! throughput, not meaning: the batch is the same as running its jobs one after another.
 //!
 //! On PostgreSQL, writes that will lock the same pool tree (`Store::write_on`) wait in a queue
 //! of their own with a single leader: several leaders would each take a few of them and then

@@ -124,8 +124,9 @@ pub(crate) fn view(
 }
 
 impl ReadTx<'_> {
-    /// What `load` reads, from the cache when this transaction has a view of it (`key` names
-    /// the read and its arguments).
+    /// What `load` reads, from the cache when this transaction has a view of it. `key` names
+    /// the read and its arguments unambiguously (they are formatted with `{:?}`, so that no two
+    /// reads share a key, whatever their arguments hold).
     pub(crate) fn cached<T>(
         &mut self,
         key: impl FnOnce() -> String,

@@ -322,7 +322,7 @@ impl ReadTx<'_> {
     pub fn pool_by_key(&mut self, resource_key: &str) -> Result<Option<PoolRecord>, StoreError> {
         let resource_key = resource_key.to_ascii_lowercase();
         self.cached(
-            || format!("pool\n{resource_key}"),
+            || format!("pool {resource_key:?}"),
             |read| {
                 let sql = format!("{POOL_SELECT} WHERE p.resource_key = $1 ORDER BY pp.addr");
                 let rows = read.tx.query(&sql, &[resource_key.as_str().into()])?;

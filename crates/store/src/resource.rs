@@ -83,7 +83,7 @@ impl ReadTx<'_> {
             return load(self);
         }
         let key = || {
-            format!("resource\n{}\n{}", resource_type.to_ascii_lowercase(), id.to_ascii_lowercase())
+            format!("resource {:?}", (resource_type.to_ascii_lowercase(), id.to_ascii_lowercase()))
         };
         self.cached(key, load)
     }
@@ -109,7 +109,7 @@ impl ReadTx<'_> {
         if !crate::cache::is_cached_type(&resource_type) {
             return load(self);
         }
-        self.cached(|| format!("list\n{resource_type}\n{lower}\n{after}\n{limit}"), load)
+        self.cached(|| format!("list {:?}", (&resource_type, &lower, &after, limit)), load)
     }
 
     fn resources_in_range(
