@@ -288,15 +288,14 @@ impl Store {
                     source: "a job in the batch hit a transient conflict".into(),
                 });
             }
-            // The generation the commit brings moves this process's cache (`cache`).
-            let mut tx = tx;
-            let generation =
-                if any_succeeded { Some(crate::cache::generation(&mut tx)?) } else { None };
-            tx.finish(any_succeeded)?;
-            if let Some(generation) = generation {
-                self.inner.committed();
-                self.inner.cache.advance(generation);
+            if !any_succeeded {
+                tx.finish(false)?;
+                return Ok(Attempt::Finished);
             }
+            // The generation the commit brings moves this process's cache (`cache`).
+            let generation = crate::cache::commit(tx)?;
+            self.inner.committed();
+            self.inner.cache.advance(generation);
             Ok(Attempt::Finished)
         })();
         let broken = matches!(&conn, crate::db::Conn::Postgres(client, _) if client.is_closed());

@@ -99,10 +99,17 @@ pub(crate) struct View {
     generation: i64,
 }
 
+/// The query of the database's generation.
+pub(crate) const GENERATION: &str = "SELECT n FROM cache_generation WHERE id = 1";
+
 /// The database's generation, read in `tx`.
 pub(crate) fn generation(tx: &mut Tx<'_>) -> Result<i64, StoreError> {
-    let row = tx.query_opt("SELECT n FROM cache_generation WHERE id = 1", &[])?;
-    Ok(row.map_or(0, |row| row.int(0)))
+    Ok(tx.query_opt(GENERATION, &[])?.map_or(0, |row| row.int(0)))
+}
+
+/// Commits `tx` and returns the generation it committed (read in the same round trip).
+pub(crate) fn commit(tx: Tx<'_>) -> Result<i64, StoreError> {
+    Ok(tx.commit_reading(GENERATION)?.unwrap_or(0))
 }
 
 /// The view a read transaction of the request holding `ticket` uses: at the ticket's

@@ -168,10 +168,16 @@ pub(crate) struct Tx<'conn> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        // An early return left the transaction open. PostgreSQL's transaction rolls itself back
-        // when dropped; a SQLite connection would go back to the pool still inside `BEGIN`.
-        if let Some(TxInner::Sqlite(connection)) = self.inner.take() {
-            let _ = connection.execute_batch("ROLLBACK");
+        // An early return left the transaction open: roll it back, or the connection would go
+        // back to the pool still inside `BEGIN`.
+        match self.inner.take() {
+            Some(TxInner::Sqlite(connection)) => {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            Some(TxInner::Postgres(client, _)) => {
+                let _ = client.batch_execute("ROLLBACK");
+            }
+            Some(TxInner::PostgresRead(..)) | None => {}
         }
     }
 }
@@ -179,7 +185,9 @@ impl Drop for Tx<'_> {
 enum TxInner<'conn> {
     // The connection is inside `BEGIN` or `BEGIN IMMEDIATE`; `finish` ends it.
     Sqlite(&'conn rusqlite::Connection),
-    Postgres(postgres::Transaction<'conn>, &'conn mut HashMap<String, postgres::Statement>),
+    // The connection is inside `BEGIN`, sent by hand rather than through `postgres::Transaction`
+    // so that `commit_reading` can send its query and the `COMMIT` in one round trip.
+    Postgres(&'conn mut postgres::Client, &'conn mut HashMap<String, postgres::Statement>),
     // A PostgreSQL read runs its statements on their own: under READ COMMITTED each statement
     // takes its own snapshot inside a transaction too, so `BEGIN` and `COMMIT` would only add
     // two round trips.
@@ -214,7 +222,8 @@ impl Conn {
                 if mode == Mode::Read {
                     TxInner::PostgresRead(client, statements)
                 } else {
-                    TxInner::Postgres(client.transaction().map_err(postgres_error)?, statements)
+                    client.batch_execute("BEGIN").map_err(postgres_error)?;
+                    TxInner::Postgres(client, statements)
                 }
             }
         };
@@ -256,8 +265,8 @@ impl Tx<'_> {
                     })
                     .map(|n_rows| n_rows as u64)
                     .map_err(sqlite_error),
-                TxInner::Postgres(transaction, statements) => {
-                    postgres_execute(transaction, statements, sql, params)
+                TxInner::Postgres(client, statements) => {
+                    postgres_execute(*client, statements, sql, params)
                 }
                 TxInner::PostgresRead(client, statements) => {
                     postgres_execute(*client, statements, sql, params)
@@ -271,8 +280,8 @@ impl Tx<'_> {
         let result =
             match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
                 TxInner::Sqlite(connection) => sqlite_query(connection, sql, params),
-                TxInner::Postgres(transaction, statements) => {
-                    postgres_query(transaction, statements, sql, params)
+                TxInner::Postgres(client, statements) => {
+                    postgres_query(*client, statements, sql, params)
                 }
                 TxInner::PostgresRead(client, statements) => {
                     postgres_query(*client, statements, sql, params)
@@ -295,10 +304,7 @@ impl Tx<'_> {
         let result =
             match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
                 TxInner::Sqlite(connection) => connection.execute_batch(sql).map_err(sqlite_error),
-                TxInner::Postgres(transaction, _) => {
-                    transaction.batch_execute(sql).map_err(postgres_error)
-                }
-                TxInner::PostgresRead(client, _) => {
+                TxInner::Postgres(client, _) | TxInner::PostgresRead(client, _) => {
                     client.batch_execute(sql).map_err(postgres_error)
                 }
             };
@@ -323,11 +329,45 @@ impl Tx<'_> {
             TxInner::Sqlite(connection) => {
                 run_cached(connection, if commit { "COMMIT" } else { "ROLLBACK" })
             }
-            TxInner::Postgres(transaction, _) => {
-                if commit { transaction.commit() } else { transaction.rollback() }
-                    .map_err(postgres_error)
-            }
+            TxInner::Postgres(client, _) => client
+                .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+                .map_err(postgres_error),
             TxInner::PostgresRead(..) => Ok(()),
+        }
+    }
+
+    /// Runs `sql`, a query of one integer, and commits; returns the integer. On PostgreSQL the
+    /// query and the `COMMIT` go in one round trip.
+    pub(crate) fn commit_reading(mut self, sql: &str) -> Result<Option<i64>, StoreError> {
+        match self.inner.take().expect("a transaction is finished once") {
+            TxInner::Sqlite(connection) => {
+                let value = sqlite_query(connection, sql, &[])
+                    .map(|rows| rows.first().and_then(|row| row.opt_int(0)));
+                let value = match value {
+                    Ok(value) => value,
+                    Err(error) => {
+                        let _ = connection.execute_batch("ROLLBACK");
+                        return Err(error);
+                    }
+                };
+                run_cached(connection, "COMMIT")?;
+                Ok(value)
+            }
+            TxInner::Postgres(client, _) => {
+                let messages = client.simple_query(&format!("{sql}; COMMIT")).map_err(|error| {
+                    // The query failed and the COMMIT never ran, or the COMMIT failed and
+                    // ended the transaction: either way nothing stays open.
+                    let _ = client.batch_execute("ROLLBACK");
+                    postgres_error(error)
+                })?;
+                Ok(messages.iter().find_map(|message| match message {
+                    postgres::SimpleQueryMessage::Row(row) => {
+                        row.get(0).and_then(|text| text.parse().ok())
+                    }
+                    _ => None,
+                }))
+            }
+            TxInner::PostgresRead(..) => Ok(None),
         }
     }
 
