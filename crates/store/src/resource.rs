@@ -315,13 +315,15 @@ impl WriteTx<'_> {
         Ok(rows.len() as u64)
     }
 
-    /// Deletes a resource if `precondition` holds. Returns what was deleted, if anything.
+    /// Deletes a resource if `precondition` holds. Returns what was deleted, if anything. The
+    /// resource is read locked (`resource_get_locked`), so a delete takes its turn with the
+    /// writes that lock it, and its precondition is checked against what they committed.
     pub fn resource_delete(
         &mut self,
         id: &str,
         precondition: &Precondition,
     ) -> Result<Option<StoredResource>, StoreError> {
-        let existing = self.resource_get(id)?;
+        let existing = self.resource_get_locked(id)?;
         check(id, existing.as_ref(), precondition)?;
         if existing.is_some() {
             self.tx.execute(

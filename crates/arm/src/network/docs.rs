@@ -106,8 +106,8 @@ pub fn put(
 
 /// The resource stored at `id` (of any type), locked until the transaction ends, and its
 /// document if it is of `kind`: what a write reads once, then writes over
-/// (`WriteTx::resource_put_over`). Writes that
-/// read a resource this way take turns (`store::WriteTx::resource_get_locked`).
+/// (`WriteTx::resource_put_over`). Writes that read a resource this way take turns
+/// (`WriteTx::resource_get_locked`).
 pub fn get_for_write(
     tx: &mut WriteTx<'_>,
     kind: &str,

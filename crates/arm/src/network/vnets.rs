@@ -414,11 +414,10 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
         .flatten();
     let queue = queue_key(allocations.filter_map(|allocation| allocation["pool"]["id"].as_str()));
     write_queued(ctx, queue, move |tx| {
-        // Locked first, as a PUT of this VNet locks it: the two take turns.
-        tx.resource_get_locked(&lookup)?;
-        docs::release_all(tx, &lookup, Change { now, request_id: &request_id })?;
+        // The delete reads the VNet locked, so it takes its turn with a PUT of it; then the
+        // allocations, as the PUTs before it left them, go.
         tx.resource_delete(&lookup, &precondition).map_err(crate::error::precondition_failed)?;
-        Ok(())
+        docs::release_all(tx, &lookup, Change { now, request_id: &request_id })
     })
     .await?;
     let operation = Operation {
