@@ -251,7 +251,7 @@ impl Store {
             let mut previous: Option<bool> = None;
             for job in jobs.iter_mut() {
                 if previous == Some(false) {
-                    write_tx.locked_pools.clear();
+                    write_tx.forget_pools();
                 }
                 if use_savepoints {
                     write_tx.tx.control(match previous {

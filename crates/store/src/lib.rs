@@ -416,11 +416,25 @@ pub struct WriteTx<'conn> {
     /// transaction changes a pool and when a job's savepoint rolls back (which releases the
     /// locks taken since).
     locked_pools: Vec<pool::PoolRecord>,
+    /// What this transaction knows of locked pools' free blocks (`pool::KnownFree`); forgotten
+    /// with `locked_pools`.
+    known_free: Vec<pool::KnownFree>,
 }
 
 impl<'conn> WriteTx<'conn> {
     fn new(tx: Tx<'conn>) -> WriteTx<'conn> {
-        WriteTx { read: ReadTx { tx, cache: None }, locked_pools: Vec::new() }
+        WriteTx {
+            read: ReadTx { tx, cache: None },
+            locked_pools: Vec::new(),
+            known_free: Vec::new(),
+        }
+    }
+
+    /// Forgets the pools read under their locks and what is known of their free blocks, when
+    /// a savepoint rolls back the changes made since.
+    fn forget_pools(&mut self) {
+        self.locked_pools.clear();
+        self.known_free.clear();
     }
 }
 

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_cache_generation.sql"),
         postgres: include_str!("../migrations/postgres/0007_cache_generation.sql"),
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("../migrations/sqlite/0008_overlap_trigger.sql"),
+        postgres: include_str!("../migrations/postgres/0008_overlap_trigger.sql"),
+    },
 ];
 
 /// The schema version this build writes.
@@ -60,7 +65,7 @@ pub(crate) fn run(conn: &mut Conn, location: &str) -> Result<(), StoreError> {
     let mut tx = conn.begin(Mode::Write)?;
     if backend == Backend::Postgres {
         // Replicas starting together take turns; the extension backs the exclusion constraint
-        // that keeps blocks of one tree from overlapping.
+        // of migration 1 (migration 8 replaces it).
         tx.batch("SELECT pg_advisory_xact_lock(7386734820); CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public;")
             .map_err(|error| StoreError::Open { location: location.to_owned(), source: Box::new(error) })?;
     }

@@ -134,6 +134,38 @@ pub struct Owner<'a> {
     pub tenant: &'a str,
 }
 
+/// What a write transaction knows of a locked best-fit pool's free space without reading it:
+/// every free block whose length is in `lens`, in `blocks`. A best-fit read of the free blocks
+/// (`free_candidates`) learns that no free block lies between the block it found and the
+/// length it wanted; the split that follows leaves one free block of each of those lengths. So
+/// after one read, the next allocation of the same size, and the one after, find their block
+/// here: a batch of such allocations reads the pool's free blocks once. Every change this
+/// transaction makes to the pool's free blocks updates it (`free_apply`); the tree lock keeps
+/// other transactions from changing them.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownFree {
+    pool: PoolId,
+    lens: std::ops::RangeInclusive<u8>,
+    blocks: Vec<Prefix>,
+}
+
+impl KnownFree {
+    /// The best-fit block for `want_len`, if what is known decides it: a known block no longer
+    /// than wanted whose length and every length up to `want_len` are known.
+    fn best_fit(&self, want_len: u8) -> Option<Prefix> {
+        if !self.lens.contains(&want_len) {
+            return None;
+        }
+        plan::choose(Placement::BestFit, want_len, self.blocks.iter().copied())
+    }
+
+    /// Follows a change to the pool's free blocks.
+    fn apply(&mut self, remove: &[Prefix], insert: &[Prefix]) {
+        self.blocks.retain(|block| !remove.contains(block));
+        self.blocks.extend(insert.iter().filter(|block| self.lens.contains(&block.len())));
+    }
+}
+
 /// A stored allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocationRecord {
@@ -844,7 +876,7 @@ impl WriteTx<'_> {
     }
 
     /// The same as `apply_split(last)` and `allocation_insert_sqlite` in one statement, to spare
-    /// round trips while the tree is locked. The `prefix` column feeds the exclusion constraint.
+    /// round trips while the tree is locked.
     #[allow(clippy::too_many_arguments)] // Reason: the SQLite twin's arguments and the split.
     fn allocation_insert_postgres(
         &mut self,
@@ -882,28 +914,26 @@ impl WriteTx<'_> {
                 first + 3
             ));
         }
+        let remainder: Vec<Prefix> = last.remainder().collect();
         let sql = format!(
             "WITH allocation AS (\
                  INSERT INTO allocations (pool_id, tree_id, owner_key, owner_id, owner_tenant, holder, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id), \
              blocks (addr, last_addr, len, prefix) AS (VALUES {}), \
              inserted_blocks AS (\
-                 INSERT INTO allocation_blocks (allocation_id, pool_id, tree_id, addr, last_addr, len, prefix) \
-                 SELECT allocation.id, $1, $2, b.addr, b.last_addr, b.len, CAST(b.prefix AS cidr) FROM allocation, blocks b), \
+                 INSERT INTO allocation_blocks (allocation_id, pool_id, tree_id, addr, last_addr, len) \
+                 SELECT allocation.id, $1, $2, b.addr, b.last_addr, b.len FROM allocation, blocks b), \
              inserted_ledger AS (\
                  INSERT INTO ledger (at, pool_id, tree_id, addr, last_addr, prefix, owner_id, owner_tenant, holder, action, request_id) \
                  SELECT $7, $1, $2, b.addr, b.last_addr, b.prefix, $4, $5, $6, 'allocate', $8 FROM blocks b), \
              {} \
              SELECT (SELECT id FROM allocation), (SELECT count(*) FROM removed WHERE n = 1)",
             rows.join(", "),
-            free_change_ctes(
-                &mut params,
-                &[last.free_block],
-                &last.remainder().collect::<Vec<_>>()
-            ),
+            free_change_ctes(&mut params, &[last.free_block], &remainder),
         );
         let row = self.tx.query_opt(&sql, &params)?.expect("the CTE returns one row");
         check_removed(pool, &[last.free_block], row.int(1));
+        self.note_free_change(pool, &[last.free_block], &remainder);
         Ok(row.int(0))
     }
 
@@ -954,8 +984,10 @@ impl WriteTx<'_> {
     }
 
     /// `pool_lock` for a caller about to change the pool: it is read again and not kept, so
-    /// that no later look-up sees it as it was, even if the change fails half-way.
+    /// that no later look-up sees it as it was, even if the change fails half-way; nor is what
+    /// was known of its free blocks.
     fn pool_lock_fresh(&mut self, id: PoolId) -> Result<PoolRecord, StoreError> {
+        self.known_free.retain(|known| known.pool != id);
         self.locked_pools.retain(|pool| pool.id != id);
         let pool = self.pool_lock(id)?;
         self.locked_pools.retain(|pool| pool.id != id);
@@ -1159,14 +1191,34 @@ impl WriteTx<'_> {
         want_len: u8,
     ) -> Result<Vec<Prefix>, StoreError> {
         let rows = match pool.placement {
-            Placement::BestFit => self.tx.query(
-                "SELECT len, addr FROM free_blocks WHERE pool_id = $1 AND len = \
-                 (SELECT max(len) FROM free_blocks WHERE pool_id = $1 AND len <= $2) ORDER BY addr LIMIT 1",
-                &[int(pool.id.0), int(want_len)],
-            )?,
+            Placement::BestFit => {
+                let known = self.known_free.iter().find(|known| known.pool == pool.id);
+                if let Some(block) = known.and_then(|known| known.best_fit(want_len)) {
+                    return Ok(vec![block]);
+                }
+                let rows = self.tx.query(
+                    "SELECT len, addr FROM free_blocks WHERE pool_id = $1 AND len = \
+                     (SELECT max(len) FROM free_blocks WHERE pool_id = $1 AND len <= $2) ORDER BY addr LIMIT 1",
+                    &[int(pool.id.0), int(want_len)],
+                )?;
+                // No free block is longer than the one found and no longer than wanted (or, if
+                // none was found, no longer than wanted at all).
+                let shortest_unknown = match rows.first() {
+                    Some(row) => u8::try_from(row.int(0)).expect("a prefix length") + 1,
+                    None => pool.min_len,
+                };
+                self.known_free.retain(|known| known.pool != pool.id);
+                self.known_free.push(KnownFree {
+                    pool: pool.id,
+                    lens: shortest_unknown..=want_len,
+                    blocks: Vec::new(),
+                });
+                rows
+            }
             Placement::FirstFit | Placement::LastFit => {
                 let order = if pool.placement == Placement::FirstFit { "" } else { " DESC" };
-                let lens: Vec<String> = (pool.min_len..=want_len).map(|len| format!("({len})")).collect();
+                let lens: Vec<String> =
+                    (pool.min_len..=want_len).map(|len| format!("({len})")).collect();
                 if lens.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -1284,7 +1336,15 @@ impl WriteTx<'_> {
             }
         };
         check_removed(pool, remove, n_removed);
+        self.note_free_change(pool, remove, insert);
         Ok(())
+    }
+
+    /// Keeps `known_free` true to a change of the pool's free blocks.
+    fn note_free_change(&mut self, pool: &PoolRecord, remove: &[Prefix], insert: &[Prefix]) {
+        if let Some(known) = self.known_free.iter_mut().find(|known| known.pool == pool.id) {
+            known.apply(remove, insert);
+        }
     }
 
     fn ledger_append(

@@ -1,5 +1,7 @@
 //! The store against the in-memory reference: the same random operations on `ipam::tree::PoolTree`
-//! and on the store, on both backends, must succeed or fail alike and leave the same usage.
+//! and on the store, on both backends, must succeed or fail alike and leave the same usage; and
+//! many allocations and releases in one transaction, as a batch of writes makes them, must take
+//! the blocks that one transaction each would.
 
 use ipam::plan::Placement;
 use ipam::prefix::Prefix;
@@ -204,8 +206,116 @@ fn run(test: &TestStore, placement: Placement, ops: &[Op]) {
     let _: Option<StoreError> = None;
 }
 
+#[derive(Debug, Clone)]
+enum BatchOp {
+    Allocate { count: u32 },
+    Release { allocation: usize },
+}
+
+fn batch_op() -> impl Strategy<Value = BatchOp> {
+    prop_oneof![
+        3 => (1u32..70).prop_map(|count| BatchOp::Allocate { count }),
+        1 => any::<usize>().prop_map(|allocation| BatchOp::Release { allocation }),
+    ]
+}
+
+/// Runs `ops` on one pool, `per_transaction` at a time in one write transaction each, and checks
+/// every allocation's blocks and the final usage against the reference. Allocations the
+/// reference refuses are left out: a refused allocation fails its whole transaction, and the
+/// refusals are compared one transaction each in `run`. A transaction's later allocations take
+/// their blocks from what its earlier ones left (`KnownFree` in the store), not from a read.
+fn run_batched(test: &TestStore, placement: Placement, ops: &[BatchOp], per_transaction: usize) {
+    let store = &test.store;
+    let mut tree = PoolTree::new(TreeConfig::default());
+    let prefixes = vec![block(0, 23), block(512, 23)];
+    let spec =
+        PoolSpec { name: "pool".to_owned(), parent: None, prefixes: prefixes.clone(), placement };
+    let tree_pool = tree.create_pool(spec).unwrap();
+    let new = NewPool {
+        resource_key: "pool".to_owned(),
+        name: "pool".to_owned(),
+        scope_key: "nm".to_owned(),
+        parent: None,
+        prefixes,
+        placement,
+        max_depth: 7,
+    };
+    let store_pool = store.write_blocking(|tx| tx.pool_create(&new, change(0))).unwrap().id();
+    let mut live: Vec<(Allocation, AllocationId)> = Vec::new();
+    for (at, chunk) in ops.chunks(per_transaction.max(1)).enumerate() {
+        // What the reference does, in the store's terms: blocks to take, or allocations to free.
+        enum Step {
+            Take(Request, Vec<Prefix>),
+            Free(AllocationId),
+        }
+        let mut steps = Vec::new();
+        let mut taken = Vec::new();
+        for op in chunk {
+            match *op {
+                BatchOp::Allocate { count } => {
+                    let request = Request::Count(u128::from(count).into());
+                    if let Ok(allocation) = tree.allocate(tree_pool, &request, Holder::Resource) {
+                        steps.push(Step::Take(request, allocation.blocks().to_vec()));
+                        taken.push(allocation);
+                    }
+                }
+                BatchOp::Release { allocation } if !live.is_empty() => {
+                    let (allocation, id) = live.swap_remove(allocation % live.len());
+                    tree.release(allocation);
+                    steps.push(Step::Free(id));
+                }
+                BatchOp::Release { .. } => {}
+            }
+        }
+        let now = at as i64 + 1;
+        let ids = store
+            .write_blocking(|tx| {
+                let mut ids = Vec::new();
+                for step in &steps {
+                    match step {
+                        Step::Take(request, expected) => {
+                            let allocation = tx.pool_allocate(
+                                store_pool,
+                                request,
+                                Holder::Resource,
+                                OWNER,
+                                change(now),
+                            )?;
+                            assert_eq!(allocation.blocks(), &expected[..], "transaction {at}");
+                            ids.push(allocation.id());
+                        }
+                        Step::Free(id) => {
+                            tx.allocation_release(*id, change(now))?;
+                        }
+                    }
+                }
+                Ok::<_, StoreError>(ids)
+            })
+            .unwrap();
+        live.extend(taken.into_iter().zip(ids));
+        let expected = comparable(&tree.usage(tree_pool).unwrap());
+        let actual = comparable(&store.read_blocking(|tx| tx.pool_usage(store_pool)).unwrap());
+        assert_eq!(actual, expected, "usage after transaction {at}");
+    }
+    assert_eq!(store.read_blocking(|tx| tx.audit_overlapping_blocks()).unwrap(), 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_transactions_of_many_allocations_agree_with_the_reference(placement_code in 0u8..3, ops in prop::collection::vec(batch_op(), 1..60), per_transaction in 1usize..20) {
+        let placement = [Placement::BestFit, Placement::FirstFit, Placement::LastFit][usize::from(placement_code)];
+        run_batched(&fresh(Kind::Sqlite).unwrap(), placement, &ops, per_transaction);
+    }
+
+    #[test]
+    fn postgres_transactions_of_many_allocations_agree_with_the_reference(placement_code in 0u8..3, ops in prop::collection::vec(batch_op(), 1..60), per_transaction in 1usize..20) {
+        let placement = [Placement::BestFit, Placement::FirstFit, Placement::LastFit][usize::from(placement_code)];
+        if let Some(test) = fresh(Kind::Postgres) {
+            run_batched(&test, placement, &ops, per_transaction);
+        }
+    }
 
     #[test]
     fn sqlite_store_agrees_with_the_reference_allocator(placement_code in 0u8..3, ops in prop::collection::vec(op(), 1..30)) {
