@@ -265,6 +265,10 @@ impl Store {
                 // A panicking job fails alone; its caller hears that the worker stopped.
                 let succeeded =
                     catch_unwind(AssertUnwindSafe(|| job.run(&mut write_tx))).unwrap_or(false);
+                if !succeeded {
+                    // Whatever the job held back to write goes with its rollback.
+                    let _ = write_tx.tx.take_deferred();
+                }
                 if write_tx.tx.should_retry() {
                     must_retry = true;
                     break;

@@ -164,6 +164,51 @@ pub(crate) struct Tx<'conn> {
     // Invariant: `Some` until `finish` takes it; `Drop` rolls back what was never finished.
     inner: Option<TxInner<'conn>>,
     retry: bool,
+    // Written before any other statement runs, or by the next statement (`take_deferred`).
+    deferred: Option<Deferred>,
+}
+
+/// A write held back to go with a transaction's next statement (PostgreSQL), a round trip
+/// fewer: data-modifying common table expressions, numbered from `$1`, and a check of what
+/// they did. Any statement but one that takes it (`Tx::take_deferred`) first writes it alone.
+pub(crate) struct Deferred {
+    /// `name AS (…), …`.
+    pub(crate) ctes: String,
+    pub(crate) params: Vec<Value>,
+    /// A scalar expression over the CTEs and the value it must have; anything else means that
+    /// the store misread the database under its own lock, a bug (`broken` says which), and
+    /// fails the transaction.
+    pub(crate) check: String,
+    pub(crate) expect: i64,
+    pub(crate) broken: String,
+}
+
+impl Deferred {
+    /// Checks the value of `check` that the statement writing it returned.
+    pub(crate) fn verify(&self, value: Option<i64>) -> Result<(), StoreError> {
+        if value == Some(self.expect) {
+            return Ok(());
+        }
+        Err(StoreError::Database { source: format!("{} (found {value:?})", self.broken).into() })
+    }
+}
+
+/// `sql` with each parameter `$n` renumbered `$(n + by)`, to follow `by` parameters of another
+/// part of the same statement. The store's statements hold no `$` but in parameters.
+pub(crate) fn shift_params(sql: &str, by: usize) -> String {
+    let mut shifted = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        shifted.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            shifted.push_str(&(n + by).to_string());
+            rest = &rest[digits..];
+        }
+    }
+    shifted.push_str(rest);
+    shifted
 }
 
 impl Drop for Tx<'_> {
@@ -227,7 +272,7 @@ impl Conn {
                 }
             }
         };
-        Ok(Tx { inner: Some(inner), retry: false })
+        Ok(Tx { inner: Some(inner), retry: false, deferred: None })
     }
 }
 
@@ -254,8 +299,30 @@ impl Tx<'_> {
         StoreError::Retryable { source: "a row this transaction read has changed".into() }
     }
 
+    /// Holds `write` back to go with the next statement; a write held back already is written
+    /// first.
+    pub(crate) fn defer(&mut self, write: Deferred) -> Result<(), StoreError> {
+        self.flush()?;
+        self.deferred = Some(write);
+        Ok(())
+    }
+
+    /// The write held back, for the caller's statement to write with its own and `verify`.
+    pub(crate) fn take_deferred(&mut self) -> Option<Deferred> {
+        self.deferred.take()
+    }
+
+    /// Writes the write held back, if any, alone.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let Some(write) = self.deferred.take() else { return Ok(()) };
+        let sql = format!("WITH {} SELECT {}", write.ctes, write.check);
+        let row = self.query_now(&sql, &write.params)?.into_iter().next();
+        write.verify(row.and_then(|row| row.opt_int(0)))
+    }
+
     /// Runs a statement and returns the number of rows it changed.
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        self.flush()?;
         let result =
             match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
                 TxInner::Sqlite(connection) => connection
@@ -277,6 +344,11 @@ impl Tx<'_> {
 
     /// Runs a query and returns all its rows.
     pub(crate) fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        self.flush()?;
+        self.query_now(sql, params)
+    }
+
+    fn query_now(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         let result =
             match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
                 TxInner::Sqlite(connection) => sqlite_query(connection, sql, params),
@@ -301,6 +373,7 @@ impl Tx<'_> {
 
     /// Runs several statements without parameters (migrations).
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.flush()?;
         let result =
             match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
                 TxInner::Sqlite(connection) => connection.execute_batch(sql).map_err(sqlite_error),
@@ -314,6 +387,7 @@ impl Tx<'_> {
     /// Runs transaction-control statements without parameters (savepoints): on SQLite each
     /// from the statement cache, on PostgreSQL all in one round trip.
     pub(crate) fn control(&mut self, statements: &[&str]) -> Result<(), StoreError> {
+        self.flush()?;
         match self.inner.as_mut().expect("a transaction is open until finish consumes it") {
             TxInner::Sqlite(connection) => {
                 let result = statements.iter().try_for_each(|sql| run_cached(connection, sql));
@@ -325,6 +399,9 @@ impl Tx<'_> {
 
     /// Commits, or rolls back when `commit` is false.
     pub(crate) fn finish(mut self, commit: bool) -> Result<(), StoreError> {
+        if commit {
+            self.flush()?;
+        }
         match self.inner.take().expect("a transaction is finished once") {
             TxInner::Sqlite(connection) => {
                 run_cached(connection, if commit { "COMMIT" } else { "ROLLBACK" })
@@ -339,6 +416,7 @@ impl Tx<'_> {
     /// Runs `sql`, a query of one integer, and commits; returns the integer. On PostgreSQL the
     /// query and the `COMMIT` go in one round trip.
     pub(crate) fn commit_reading(mut self, sql: &str) -> Result<Option<i64>, StoreError> {
+        self.flush()?;
         match self.inner.take().expect("a transaction is finished once") {
             TxInner::Sqlite(connection) => {
                 let value = sqlite_query(connection, sql, &[])
@@ -524,6 +602,15 @@ mod tests {
 
     fn sqlite() -> Conn {
         Conn::Sqlite(rusqlite::Connection::open_in_memory().unwrap())
+    }
+
+    #[test]
+    fn parameters_are_renumbered_and_nothing_else() {
+        assert_eq!(
+            shift_params("UPDATE t SET a = $1, b = $12 WHERE c = $2 AND d = '$'", 9),
+            "UPDATE t SET a = $10, b = $21 WHERE c = $11 AND d = '$'"
+        );
+        assert_eq!(shift_params("SELECT 1", 3), "SELECT 1");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ipam::request::{self, Request};
 use ipam::tree::{check_pool_prefixes, refusal};
 use ipam::usage::{ChildPoolUsage, Holder, PoolUsage};
 
-use crate::db::{Backend, Row, Value};
+use crate::db::{Backend, Deferred, Row, Value};
 use crate::error::StoreError;
 use crate::{ReadTx, Timestamp, WriteTx};
 
@@ -756,7 +756,44 @@ impl WriteTx<'_> {
         owner: Owner<'_>,
         change: Change<'_>,
     ) -> Result<AllocationRecord, StoreError> {
-        let pool = &pool.0;
+        let (id, blocks) = self.allocate_in(&pool.0, request, holder, owner, change, false)?;
+        Ok(AllocationRecord {
+            id: AllocationId(id.expect("an allocation not held back has its id")),
+            pool: pool.0.id,
+            holder,
+            owner_id: owner.id.to_owned(),
+            owner_tenant: owner.tenant.to_owned(),
+            created_at: change.now,
+            blocks,
+        })
+    }
+
+    /// `pool_allocate_locked` for a caller that needs only the blocks and writes next: on
+    /// PostgreSQL the allocation's rows go with the transaction's next statement, e.g. the
+    /// write of the resource that holds the blocks (`resource_put_over_creating`), a round trip
+    /// fewer while the tree is locked.
+    pub fn pool_allocate_blocks(
+        &mut self,
+        pool: &LockedPool,
+        request: &Request,
+        holder: Holder,
+        owner: Owner<'_>,
+        change: Change<'_>,
+    ) -> Result<Vec<Prefix>, StoreError> {
+        Ok(self.allocate_in(&pool.0, request, holder, owner, change, true)?.1)
+    }
+
+    /// Allocates; returns the allocation's id, unless its write is held back (`defer`), and
+    /// its blocks.
+    fn allocate_in(
+        &mut self,
+        pool: &PoolRecord,
+        request: &Request,
+        holder: Holder,
+        owner: Owner<'_>,
+        change: Change<'_>,
+        defer: bool,
+    ) -> Result<(Option<i64>, Vec<Prefix>), StoreError> {
         // The last block's split is written with the allocation (one statement on PostgreSQL);
         // an earlier one is written before the next block is chosen, which must see it.
         let mut splits: Vec<Split> = match *request {
@@ -802,25 +839,19 @@ impl WriteTx<'_> {
         blocks.push(last.taken);
         blocks.sort();
         let owner_key = owner.id.to_ascii_lowercase();
-        let id = match self.tx.backend() {
-            Backend::Sqlite => {
-                self.apply_split(pool, &last)?;
-                self.allocation_insert_sqlite(pool, &blocks, holder, owner, &owner_key, change)?
-            }
-            Backend::Postgres => self.allocation_insert_postgres(
-                pool, &last, &blocks, holder, owner, &owner_key, change,
-            )?,
-        };
-        let allocation = AllocationRecord {
-            id: AllocationId(id),
-            pool: pool.id,
-            holder,
-            owner_id: owner.id.to_owned(),
-            owner_tenant: owner.tenant.to_owned(),
-            created_at: change.now,
-            blocks,
-        };
-        Ok(allocation)
+        let id =
+            match self.tx.backend() {
+                Backend::Sqlite => {
+                    self.apply_split(pool, &last)?;
+                    Some(self.allocation_insert_sqlite(
+                        pool, &blocks, holder, owner, &owner_key, change,
+                    )?)
+                }
+                Backend::Postgres => self.allocation_insert_postgres(
+                    pool, &last, &blocks, holder, owner, &owner_key, change, defer,
+                )?,
+            };
+        Ok((id, blocks))
     }
 
     /// Writes the allocation, its blocks and their ledger rows; returns its id.
@@ -876,8 +907,9 @@ impl WriteTx<'_> {
     }
 
     /// The same as `apply_split(last)` and `allocation_insert_sqlite` in one statement, to spare
-    /// round trips while the tree is locked.
-    #[allow(clippy::too_many_arguments)] // Reason: the SQLite twin's arguments and the split.
+    /// round trips while the tree is locked; with `defer`, held back to go with the next
+    /// statement (`Tx::defer`), and then its id is not known.
+    #[allow(clippy::too_many_arguments)] // Reason: the SQLite twin's arguments, the split, defer.
     fn allocation_insert_postgres(
         &mut self,
         pool: &PoolRecord,
@@ -887,7 +919,8 @@ impl WriteTx<'_> {
         owner: Owner<'_>,
         owner_key: &str,
         change: Change<'_>,
-    ) -> Result<i64, StoreError> {
+        defer: bool,
+    ) -> Result<Option<i64>, StoreError> {
         let mut params = vec![
             int(pool.id.0),
             int(pool.tree_id),
@@ -915,8 +948,8 @@ impl WriteTx<'_> {
             ));
         }
         let remainder: Vec<Prefix> = last.remainder().collect();
-        let sql = format!(
-            "WITH allocation AS (\
+        let ctes = format!(
+            "allocation AS (\
                  INSERT INTO allocations (pool_id, tree_id, owner_key, owner_id, owner_tenant, holder, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id), \
              blocks (addr, last_addr, len, prefix) AS (VALUES {}), \
@@ -926,15 +959,26 @@ impl WriteTx<'_> {
              inserted_ledger AS (\
                  INSERT INTO ledger (at, pool_id, tree_id, addr, last_addr, prefix, owner_id, owner_tenant, holder, action, request_id) \
                  SELECT $7, $1, $2, b.addr, b.last_addr, b.prefix, $4, $5, $6, 'allocate', $8 FROM blocks b), \
-             {} \
-             SELECT (SELECT id FROM allocation), (SELECT count(*) FROM removed WHERE n = 1)",
+             {}",
             rows.join(", "),
             free_change_ctes(&mut params, &[last.free_block], &remainder),
         );
+        let removed = "(SELECT count(*) FROM removed WHERE n = 1)";
+        self.note_free_change(pool, &[last.free_block], &remainder);
+        if defer {
+            self.tx.defer(Deferred {
+                ctes,
+                params,
+                check: removed.to_owned(),
+                expect: 1,
+                broken: removed_wrong(pool, &[last.free_block]),
+            })?;
+            return Ok(None);
+        }
+        let sql = format!("WITH {ctes} SELECT (SELECT id FROM allocation), {removed}");
         let row = self.tx.query_opt(&sql, &params)?.expect("the CTE returns one row");
         check_removed(pool, &[last.free_block], row.int(1));
-        self.note_free_change(pool, &[last.free_block], &remainder);
-        Ok(row.int(0))
+        Ok(Some(row.int(0)))
     }
 
     /// Releases an allocation: its blocks return to the pool's free space at once, merged with
@@ -1414,10 +1458,9 @@ fn free_change_ctes(params: &mut Vec<Value>, remove: &[Prefix], insert: &[Prefix
 /// Free blocks are read and removed under the tree's lock: one that was read and is gone is a
 /// bug, and writing on would corrupt the pool.
 fn check_removed(pool: &PoolRecord, remove: &[Prefix], n_removed: i64) {
-    assert_eq!(
-        n_removed,
-        remove.len() as i64,
-        "blocks {remove:?} were read as free blocks of pool {} under the tree lock",
-        pool.name
-    );
+    assert_eq!(n_removed, remove.len() as i64, "{}", removed_wrong(pool, remove));
+}
+
+fn removed_wrong(pool: &PoolRecord, remove: &[Prefix]) -> String {
+    format!("blocks {remove:?} were read as free blocks of pool {} under the tree lock", pool.name)
 }

@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::db::{Backend, Row, Value};
+use crate::db::{Backend, Row, Value, shift_params};
 use crate::error::StoreError;
 use crate::{ReadTx, Timestamp, WriteTx};
 
@@ -282,37 +282,63 @@ impl WriteTx<'_> {
 
     /// Runs `sql`, a write of one resource row, and returns the number of rows it wrote; with
     /// `create`, a new resource is inserted in the same statement (PostgreSQL), its times the
-    /// parameter numbered `time.0`, and refused if it exists.
+    /// parameter numbered `time.0`, and refused if it exists. A write the transaction held back
+    /// (`Tx::defer`, e.g. the allocation whose blocks this resource holds) goes with it too.
     fn execute_creating(
         &mut self,
         sql: &str,
-        mut params: Vec<Value>,
+        params: Vec<Value>,
         create: Option<ResourceWrite<'_>>,
         time: (usize, Timestamp),
     ) -> Result<u64, StoreError> {
-        let Some(create) = create else { return self.tx.execute(sql, &params) };
-        let first = params.len() + 1;
-        let slots: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+        let deferred = self.tx.take_deferred();
+        if create.is_none() && deferred.is_none() {
+            return self.tx.execute(sql, &params);
+        }
+        // The held-back write's parameters come first, then this write's, then the created
+        // resource's.
+        let (mut ctes, mut all, check) = match &deferred {
+            Some(write) => (vec![write.ctes.clone()], write.params.clone(), write.check.as_str()),
+            None => (Vec::new(), Vec::new(), "NULL"),
+        };
+        let shift = all.len();
+        ctes.push(format!("written AS ({} RETURNING 1)", shift_params(sql, shift)));
+        all.extend(params);
+        if let Some(create) = &create {
+            let first = all.len() + 1;
+            let slots: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+            ctes.push(format!(
+                "created AS (INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
+                 VALUES ({}, ${t}, ${t}) ON CONFLICT (id_key) DO NOTHING RETURNING 1)",
+                slots.join(", "),
+                t = time.0 + shift,
+            ));
+            all.extend([
+                create.id.to_ascii_lowercase().into(),
+                create.id.into(),
+                create.resource_type.to_ascii_lowercase().into(),
+                create.tenant_id.into(),
+                create.body.into(),
+                next_etag(create.id, None, create.body, time.1).into(),
+            ]);
+        }
+        let created = if create.is_some() { "(SELECT count(*) FROM created)" } else { "NULL" };
         let statement = format!(
-            "WITH created AS (INSERT INTO resources (id_key, id, resource_type, tenant_id, body, etag, created_at, updated_at) \
-             VALUES ({}, ${t}, ${t}) ON CONFLICT (id_key) DO NOTHING RETURNING 1) \
-             {sql} RETURNING (SELECT count(*) FROM created)",
-            slots.join(", "),
-            t = time.0,
+            "WITH {} SELECT (SELECT count(*) FROM written), {created}, {check}",
+            ctes.join(", ")
         );
-        params.extend([
-            create.id.to_ascii_lowercase().into(),
-            create.id.into(),
-            create.resource_type.to_ascii_lowercase().into(),
-            create.tenant_id.into(),
-            create.body.into(),
-            next_etag(create.id, None, create.body, time.1).into(),
-        ]);
-        let rows = self.tx.query(&statement, &params)?;
-        if rows.first().is_some_and(|row| row.int(0) != 1) {
+        let row = self.tx.query_opt(&statement, &all)?.expect("a SELECT of counts returns one row");
+        if let Some(write) = &deferred {
+            write.verify(row.opt_int(2))?;
+        }
+        let n_written = row.int(0);
+        if let Some(create) = create
+            && n_written > 0
+            && row.opt_int(1) != Some(1)
+        {
             return Err(StoreError::AlreadyExists { what: "resource", id: create.id.to_owned() });
         }
-        Ok(rows.len() as u64)
+        Ok(u64::try_from(n_written).expect("a count is not negative"))
     }
 
     /// Deletes a resource if `precondition` holds. Returns what was deleted, if anything. The

@@ -731,10 +731,11 @@ fn apply(
         let mut now_held: Vec<Prefix> = mine.iter().flat_map(|a| a.blocks().to_vec()).collect();
         if want > have {
             let more = want.sub_contained(have);
+            // Written with the VNet's document, in one statement on PostgreSQL.
             let added = tx
-                .pool_allocate_locked(&pool, &Request::Count(more), Holder::Resource, owner, change)
+                .pool_allocate_blocks(&pool, &Request::Count(more), Holder::Resource, owner, change)
                 .map_err(docs::store_error)?;
-            now_held.extend_from_slice(added.blocks());
+            now_held.extend_from_slice(&added);
         } else if want < have {
             return Err(ArmError::new(
                 StatusCode::BAD_REQUEST,

@@ -105,6 +105,38 @@ both_backends! {
         assert_eq!(listed, vec![allocation]);
     }
 
+    fn blocks_allocated_to_go_with_the_next_write_are_written_whatever_comes_next(test: &TestStore) {
+        use store::resource::{Precondition, ResourceWrite};
+        let pool = test.store.write_blocking(|tx| create(tx, "p", None, &["10.0.0.0/24"])).unwrap();
+        let doc = ResourceWrite { id: VNET.id, resource_type: "vnet", tenant_id: VNET.tenant, body: "{}" };
+        let record = ResourceWrite { id: "/op/1", resource_type: "operation", tenant_id: "t", body: "{}" };
+        let blocks = test.store.write_blocking(|tx| {
+            let locked = tx.pool_lock_by_key("/nm/ipamPools/p")?.expect("the pool");
+            // With the resource that holds them and its operation record (one statement on
+            // PostgreSQL); then before a read, and before the commit.
+            let first = tx.pool_allocate_blocks(&locked, &count("16"), Holder::Resource, VNET, change(2))?;
+            tx.resource_put_over_creating(doc, None, &Precondition::None, Timestamp(2), Some(record))?;
+            let second = tx.pool_allocate_blocks(&locked, &count("32"), Holder::Resource, VNET, change(2))?;
+            let held = tx.allocations_of_owner(VNET.id)?;
+            assert_eq!(held.len(), 2, "the read sees both allocations");
+            let third = tx.pool_allocate_blocks(&locked, &count("64"), Holder::Resource, VNET, change(2))?;
+            Ok::<_, StoreError>([first, second, third].concat())
+        }).unwrap();
+        assert_eq!(show(&blocks), "10.0.0.0/28 10.0.0.32/27 10.0.0.64/26");
+        let held: Vec<Prefix> = test.store.read_blocking(|tx| tx.allocations_of_pool(pool.id())).unwrap().iter().flat_map(|a| a.blocks().to_vec()).collect();
+        assert_eq!(show(&held), "10.0.0.0/28 10.0.0.32/27 10.0.0.64/26");
+        assert!(test.store.read_blocking(|tx| tx.resource_get("/op/1")).unwrap().is_some());
+        // A transaction that fails after holding an allocation back writes none of it.
+        let failed = test.store.write_blocking(|tx| {
+            let locked = tx.pool_lock_by_key("/nm/ipamPools/p")?.expect("the pool");
+            tx.pool_allocate_blocks(&locked, &count("16"), Holder::Resource, VNET, change(3))?;
+            Err::<(), _>(StoreError::NotFound { what: "test", id: String::new() })
+        });
+        assert!(failed.is_err());
+        assert_eq!(test.store.read_blocking(|tx| tx.allocations_of_pool(pool.id())).unwrap().len(), 3);
+        assert_eq!(test.store.read_blocking(|tx| tx.audit_overlapping_blocks()).unwrap(), 0);
+    }
+
     fn a_pool_changed_or_deleted_in_a_transaction_is_seen_so_by_its_later_locks(test: &TestStore) {
         let root = test.store.write_blocking(|tx| create(tx, "root", None, &["10.0.0.0/24"])).unwrap();
         let (grown, allocation, gone) = test.store.write_blocking(|tx| {
