@@ -1,7 +1,8 @@
 -- Blocks of one tree still never overlap, checked by a trigger instead of the GiST exclusion
--- constraint of 0001: that constraint's overlap search cost more than the rest of an
--- allocation's writes together (docs/benchmarks.md, eighth session), while the trigger looks
--- at one neighbour through the primary key (tree_id, addr, len). The trigger first locks the
+-- constraint of 0001, whose overlap search made a block's insert cost 165-300 us in a tree of
+-- 20,000 blocks, against about 45 us with the trigger and 15-25 us with neither
+-- (docs/benchmarks.md, eighth session): the trigger looks at one neighbour through the primary
+-- key (tree_id, addr, len). The trigger first locks the
 -- tree's row, as every store change to a tree does already (then the lock costs nothing), so
 -- that writers of one tree, the store's or anyone's, take turns and each sees what the others
 -- committed: the check holds under concurrency, as the constraint did.
