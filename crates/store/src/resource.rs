@@ -291,14 +291,18 @@ impl WriteTx<'_> {
         create: Option<ResourceWrite<'_>>,
         time: (usize, Timestamp),
     ) -> Result<u64, StoreError> {
-        let deferred = self.tx.take_deferred();
+        let mut deferred = self.tx.take_deferred();
         if create.is_none() && deferred.is_none() {
             return self.tx.execute(sql, &params);
         }
         // The held-back write's parameters come first, then this write's, then the created
         // resource's.
-        let (mut ctes, mut all, check) = match &deferred {
-            Some(write) => (vec![write.ctes.clone()], write.params.clone(), write.check.as_str()),
+        let (mut ctes, mut all, check) = match &mut deferred {
+            Some(write) => (
+                vec![std::mem::take(&mut write.ctes)],
+                std::mem::take(&mut write.params),
+                write.check.as_str(),
+            ),
             None => (Vec::new(), Vec::new(), "NULL"),
         };
         let shift = all.len();
