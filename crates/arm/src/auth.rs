@@ -1,8 +1,13 @@
 //! Authentication of ARM requests: `Authorization: Bearer <token>` from the identity service, for
 //! an ARM audience. Missing, malformed, invalid, expired and wrong-audience tokens are 401s with
-//! ARM's codes and a `WWW-Authenticate` challenge naming where to get a token.
+//! ARM's codes and a `WWW-Authenticate` challenge naming where to get a token. As ARM does with
+//! continuous access evaluation, a token is refused at once when its principal has been deleted
+//! or disabled or its sessions revoked (read through the store's cache, whose generation those
+//! changes move).
 
 use std::sync::Arc;
+
+use store::cache::Ticket;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -39,6 +44,8 @@ pub struct Caller {
     /// The user's UPN, or the application's id: how ARM's messages name the client.
     name: String,
     kind: PrincipalKind,
+    /// The request's use of the store's cache, from its first read (`store::cache`).
+    ticket: Arc<Ticket>,
 }
 
 impl Caller {
@@ -51,6 +58,7 @@ impl Caller {
             app_id: String::new(),
             name: upn.to_owned(),
             kind: PrincipalKind::User,
+            ticket: Arc::default(),
         }
     }
 
@@ -72,10 +80,19 @@ impl Caller {
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The request's ticket for the store's cache, which its authentication started.
+    pub fn ticket(&self) -> Arc<Ticket> {
+        self.ticket.clone()
+    }
 }
 
-/// Checks a bearer token for ARM and returns its caller.
-pub async fn authenticate(arm: &Arm, token: &str) -> Result<Caller, ArmError> {
+/// Checks a bearer token for ARM and returns its caller; `ticket` is the request's use of the
+/// store's cache.
+pub async fn authenticate(
+    arm: &Arm,
+    token: &str,
+    ticket: &Arc<Ticket>,
+) -> Result<Caller, ArmError> {
     let authorization_uri = format!("{}/common", arm.identity().origin());
     let claims = arm.identity().verify(token).await.map_err(|error| match error {
         TokenError::Expired { exp } => ArmError::unauthorized(
@@ -131,7 +148,21 @@ pub async fn authenticate(arm: &Arm, token: &str) -> Result<Caller, ArmError> {
             .unwrap_or_else(|| claim("oid")),
         PrincipalKind::Application => claim("appid"),
     };
-    Ok(Caller { tenant_id, object_id: claim("oid"), app_id: claim("appid"), name, kind })
+    let object_id = claim("oid");
+    let lookup = object_id.clone();
+    let status =
+        arm.identity().store().read_cached(ticket, move |tx| tx.principal_status(&lookup)).await?;
+    let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
+    let current = status
+        .is_some_and(|status| status.account_enabled && issued_at >= status.tokens_valid_after);
+    if !current {
+        return Err(ArmError::unauthorized(
+            "InvalidAuthenticationToken",
+            "The access token is invalid: its principal no longer exists, is disabled, or its sessions were revoked.",
+            &authorization_uri,
+        ));
+    }
+    Ok(Caller { tenant_id, object_id, app_id: claim("appid"), name, kind, ticket: ticket.clone() })
 }
 
 impl FromRequestParts<Arc<Arm>> for Caller {
@@ -159,6 +190,6 @@ impl FromRequestParts<Arc<Arm>> for Caller {
                 &authorization_uri,
             ));
         };
-        authenticate(arm, token).await
+        authenticate(arm, token, &Arc::default()).await
     }
 }

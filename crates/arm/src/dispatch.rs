@@ -67,6 +67,7 @@ async fn run_as(
         .cloned()
         .unwrap_or_else(|| RequestIds { request_id: String::new(), correlation_id: String::new() });
     let target = path::parse(parts.uri.path());
+    let ticket = caller.ticket();
     let ctx = Ctx {
         now: arm.identity().now(),
         arm,
@@ -78,7 +79,7 @@ async fn run_as(
         caller,
         ids,
         assignments: std::sync::OnceLock::new(),
-        ticket: Default::default(),
+        ticket,
     };
     match target {
         Some(Target::ResourceGroups { subscription }) => groups::list(&ctx, &subscription).await,

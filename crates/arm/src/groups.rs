@@ -5,7 +5,7 @@
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
-use store::resource::{Precondition, ResourceWrite};
+use store::resource::ResourceWrite;
 
 use crate::api_version::ApiVersions;
 use crate::error::{ArmError, json};
@@ -78,11 +78,6 @@ fn check_name(name: &str) -> Result<(), ArmError> {
     ))
 }
 
-/// Azure's location names: `West US` → `westus`.
-pub fn normalize_location(location: &str) -> String {
-    location.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase()
-}
-
 pub async fn handle_one(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
     let subscription = ctx.subscription(subscription).await?.id;
     ctx.api_version(&API_VERSIONS)?;
@@ -115,7 +110,7 @@ async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmE
     let body = ctx.json_body()?;
     let existing = find(ctx, subscription, name).await?;
     let location = match (opt_str(&body, "location")?, &existing) {
-        (Some(location), _) => normalize_location(location),
+        (Some(location), _) => crate::location::parse(location)?,
         (None, Some(existing)) if ctx.method == Method::PATCH => {
             existing["location"].as_str().unwrap_or_default().to_owned()
         }
@@ -188,17 +183,24 @@ async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmE
 async fn delete(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
     let group = require(ctx, subscription, name).await?;
     let id = group["id"].as_str().unwrap_or_default().to_owned();
-    let (contents, now) = (format!("{id}/"), ctx.now);
+    let (contents, now, precondition) = (format!("{id}/"), ctx.now, ctx.precondition());
     let outcome = ctx
         .arm
         .identity()
         .store()
         .write(move |tx| {
+            // The group's own precondition first: a failed one changes nothing.
+            tx.resource_delete(&id, &precondition).map_err(crate::error::precondition_failed)?;
             crate::dispatch::delete_contents(tx, &contents, now)?;
-            tx.resource_delete(&id, &Precondition::None)?;
             Ok::<_, ArmError>(())
         })
         .await;
+    // A precondition that does not hold is the request's answer, not a failed operation.
+    if let Err(error) = &outcome
+        && error.status == StatusCode::PRECONDITION_FAILED
+    {
+        return Err(error.clone());
+    }
     let operation = Operation {
         id: Operation::new_id(),
         status: if outcome.is_ok() { "Succeeded" } else { "Failed" },
@@ -225,6 +227,7 @@ pub async fn list(ctx: &Ctx, subscription: &str) -> Result<Response, ArmError> {
     if ctx.method != Method::GET {
         return Err(crate::dispatch::method_not_allowed(ctx));
     }
+    ctx.authorize_list(READ, &format!("/subscriptions/{subscription}")).await?;
     let top = ctx.top(1000, 1000)?;
     let (prefix, after) = (
         format!("/subscriptions/{subscription}/resourceGroups/"),

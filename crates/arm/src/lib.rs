@@ -9,12 +9,14 @@ pub mod authorization;
 pub mod dispatch;
 pub mod error;
 pub mod groups;
+pub mod location;
 pub mod metadata;
 pub mod network;
 pub mod operation;
 pub mod path;
 pub mod rbac;
 pub mod request;
+pub mod routes;
 pub mod subscription;
 
 use std::sync::Arc;

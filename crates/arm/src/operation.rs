@@ -64,6 +64,7 @@ impl Recording {
             "finalStatus": operation.final_status.as_u16(),
             "finalBody": operation.final_body,
             "startTime": identity::time::rfc3339(ctx.now),
+            "principal": ctx.caller.object_id(),
         })
         .to_string();
         Recording {
@@ -98,13 +99,22 @@ pub fn network_url(ctx: &Ctx, subscription: &str, location: &str, kind: &str, id
     )
 }
 
-/// The stored record of an operation, if there is one.
+/// The stored record of an operation, if there is one and the caller started it: its final body
+/// is the resource it wrote, which only its writer is known to may read. Anyone else is told it
+/// does not exist.
 async fn load(ctx: &Ctx, subscription: &str, id: &str) -> Result<Value, ArmError> {
     let key = key(subscription, id);
     let stored = ctx.read(move |tx| tx.resource_get(&key)).await?;
+    let caller = ctx.caller.object_id().to_owned();
     stored
         .filter(|stored| stored.resource_type == OPERATION_TYPE)
-        .and_then(|stored| serde_json::from_str(&stored.body).ok())
+        .and_then(|stored| serde_json::from_str::<Value>(&stored.body).ok())
+        .filter(|record| {
+            // Records written before the starter was kept are for anyone of the tenant.
+            record["principal"]
+                .as_str()
+                .is_none_or(|principal| principal.eq_ignore_ascii_case(&caller))
+        })
         .ok_or_else(|| {
             ArmError::new(
                 StatusCode::NOT_FOUND,

@@ -138,6 +138,16 @@ pub fn allows(assignments: &[RoleAssignmentRecord], action: &str, scope: &str) -
     })
 }
 
+/// Whether any of a principal's assignments grants `action` at `scope`, above it, or on
+/// something below it: what a list at `scope` needs to show anything.
+pub fn allows_at_or_below(assignments: &[RoleAssignmentRecord], action: &str, scope: &str) -> bool {
+    assignments.iter().any(|assignment| {
+        (scope_contains(&assignment.scope, scope) || scope_contains(scope, &assignment.scope))
+            && built_in_role(&assignment.role_definition_id)
+                .is_some_and(|role| role_allows(role, action))
+    })
+}
+
 /// Whether a principal holds any role at `scope`, below it, or above it (any of these makes a
 /// subscription visible).
 pub fn has_role_at_or_below(assignments: &[RoleAssignmentRecord], scope: &str) -> bool {

@@ -109,6 +109,16 @@ impl Ctx {
         Err(authorization_failed(&self.caller, action, scope))
     }
 
+    /// Refuses a list unless the caller's roles grant `action` at `scope` or somewhere below it
+    /// (the list then shows only what it may read): a caller without rights there learns
+    /// nothing of what exists.
+    pub async fn authorize_list(&self, action: &str, scope: &str) -> Result<(), ArmError> {
+        if rbac::allows_at_or_below(self.role_assignments().await?, action, scope) {
+            return Ok(());
+        }
+        Err(authorization_failed(&self.caller, action, scope))
+    }
+
     /// Whether the caller's roles grant `action` on `scope`.
     pub async fn allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
         Ok(rbac::allows(self.role_assignments().await?, action, scope))

@@ -56,8 +56,10 @@ fn main() {
     }
     let n_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let now = Timestamp(1_800_000_000_000);
-    let key =
-        Arc::new(SigningKey::from_record(&generate_key(&mut rand::rngs::OsRng, now)).unwrap());
+    let key = Arc::new({
+        let kek = identity::kek::Kek::parse(&identity::kek::Kek::generate_text()).unwrap();
+        SigningKey::from_record(&generate_key(&mut rand::rngs::OsRng, now, &kek), &kek).unwrap()
+    });
     let verifier = Arc::new(Verifier::new([key.public().clone()]));
     let token = key.sign(&claims(now.0 / 1000));
     println!("| operation | threads | per second |");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,8 +20,8 @@ use store::Timestamp;
 use store::identity::DeviceCode;
 
 use crate::Identity;
-use crate::authorize::{escape, sign_in_message};
-use crate::error::OAuthError;
+use crate::error::{OAuthError, json_response};
+use crate::pages::{credential_fields, error_paragraph, escape, sign_in_failure, sign_in_message};
 use crate::secret::client_secret_hash;
 use crate::signin::SignInError;
 use crate::token::{
@@ -30,6 +30,8 @@ use crate::token::{
 
 /// How long a device code can wait for its sign-in.
 pub const DEVICE_CODE_LIFETIME_SECONDS: i64 = 900;
+/// Device codes one client address may ask for per minute.
+pub const MAX_DEVICE_CODES_PER_MINUTE: u32 = 10;
 /// How often the device should poll, in seconds.
 pub const POLL_INTERVAL_SECONDS: i64 = 5;
 
@@ -53,13 +55,22 @@ fn form_params(body: &[u8]) -> HashMap<String, String> {
 async fn device_code(
     State(identity): State<Arc<Identity>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: Request,
 ) -> Response {
+    let source = client_address(&request).unwrap_or_default();
+    let headers = request.headers().clone();
+    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES).await else {
+        return OAuthError::missing_parameter("client_id").response(identity.now(), &headers);
+    };
     let params = form_params(&body);
+    // Device codes cost a row each and their user codes are short: an address may ask for a
+    // few a minute.
+    if !identity.device_code_rate.allow(&source, identity.now()) {
+        return OAuthError::too_many_device_codes().response(identity.now(), &headers);
+    }
     match start(&identity, &tenant, &params).await {
-        Ok(body) => crate::routes::json_response(StatusCode::OK, &body),
-        Err(error) => crate::routes::oauth_error(&identity, &headers, &error),
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(error) => error.response(identity.now(), &headers),
     }
 }
 
@@ -111,9 +122,13 @@ async fn start(
         user_id: None,
         expires_at: Timestamp(identity.now().0 + DEVICE_CODE_LIFETIME_SECONDS * 1000),
     };
+    let now = identity.now();
     identity
         .store()
-        .write(move |tx| tx.device_code_insert(&record))
+        .write(move |tx| {
+            tx.codes_delete_expired(now)?;
+            tx.device_code_insert(&record)
+        })
         .await
         .map_err(|_| OAuthError::server_error())?;
     let verification_uri = format!("{}/devicelogin", identity.origin());
@@ -127,74 +142,12 @@ async fn start(
     }))
 }
 
-/// The token endpoint's answer to a device polling with its device code.
-pub async fn redeem(
-    identity: &Identity,
-    params: &HashMap<String, String>,
-    tenant: &str,
-) -> Result<serde_json::Value, OAuthError> {
-    let device_code = params
-        .get("device_code")
-        .filter(|code| !code.is_empty())
-        .ok_or_else(|| OAuthError::missing_parameter("device_code"))?;
-    let client_id = params
-        .get("client_id")
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| OAuthError::missing_parameter("client_id"))?;
-    let hash = client_secret_hash(device_code);
-    let lookup = hash.clone();
-    let record = identity
-        .store()
-        .read(move |tx| tx.device_code_get(&lookup))
-        .await
-        .map_err(|_| OAuthError::server_error())?
-        .ok_or_else(OAuthError::bad_device_code)?;
-    if !record.client_id.eq_ignore_ascii_case(client_id)
-        || !record.tenant_segment.eq_ignore_ascii_case(tenant)
-    {
-        return Err(OAuthError::bad_device_code());
-    }
-    if record.expires_at <= identity.now() {
-        return Err(OAuthError::expired_device_code());
-    }
-    let Some(user_id) = record.user_id.clone() else {
-        return Err(OAuthError::authorization_pending());
-    };
-    // Only one poll gets the tokens.
-    let taken = identity
-        .store()
-        .write(move |tx| tx.device_code_delete(&hash))
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    if !taken {
-        return Err(OAuthError::bad_device_code());
-    }
-    let user = identity
-        .store()
-        .read(move |tx| tx.user_get(&user_id))
-        .await
-        .map_err(|_| OAuthError::server_error())?
-        .ok_or_else(OAuthError::bad_device_code)?;
-    let resource = resource_of(&record.scope)?;
-    // The response repeats the scopes sent to /devicecode, as MSAL expects.
-    Ok(crate::token::tokens_for_user(
-        identity,
-        &user,
-        &record.client_id,
-        resource,
-        &record.scope,
-        params,
-    ))
-}
-
 fn page(title: &str, body: &str) -> Response {
-    Html(crate::authorize::page(title, body)).into_response()
+    crate::pages::page(StatusCode::OK, title, body)
 }
 
 fn code_form(error: Option<&str>) -> Response {
-    let error = error.map_or_else(String::new, |message| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
-    });
+    let error = error_paragraph(error);
     page(
         "Enter code",
         &format!(
@@ -207,22 +160,15 @@ fn code_form(error: Option<&str>) -> Response {
 }
 
 fn credentials_form(user_code: &str, username: &str, error: Option<&str>) -> Response {
-    let error = error.map_or_else(String::new, |message| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
-    });
+    let error = error_paragraph(error);
     page(
         "Sign in",
         &format!(
             "<h1>Sign in</h1><p>Signing in a device with code <strong>{}</strong>.</p>{error}\
-             <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{}\">\
-             <label for=\"username\">Username</label>\
-             <input id=\"username\" name=\"username\" type=\"email\" autocomplete=\"username\" required autofocus value=\"{}\">\
-             <label for=\"password\">Password</label>\
-             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
+             <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{}\">{}</form>",
             escape(user_code),
             escape(user_code),
-            escape(username)
+            credential_fields(username)
         ),
     )
 }
@@ -231,9 +177,13 @@ async fn login_page() -> Response {
     code_form(None)
 }
 
+/// The client's IP address, as the listener saw it.
+pub(crate) fn client_address(request: &Request) -> Option<String> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string())
+}
+
 async fn login_submit(State(identity): State<Arc<Identity>>, request: Request) -> Response {
-    let client_address =
-        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    let client_address = client_address(&request);
     let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES).await else {
         return code_form(Some("The form could not be read."));
     };
@@ -281,10 +231,13 @@ async fn login_submit(State(identity): State<Arc<Identity>>, request: Request) -
         Err(SignInError::Unavailable) => {
             code_form(Some("The directory is unavailable; try again."))
         }
-        Err(error) => credentials_form(
-            &user_code,
-            username,
-            Some(&sign_in_message(&error, &record.tenant_segment)),
+        Err(error) => sign_in_failure(
+            credentials_form(
+                &user_code,
+                username,
+                Some(&sign_in_message(&error, &record.tenant_segment)),
+            ),
+            &error,
         ),
     }
 }

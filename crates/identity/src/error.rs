@@ -1,6 +1,8 @@
 //! Errors of the token endpoint, in the identity platform's shape:
 //! `{"error","error_description":"AADSTSnnn: …","error_codes":[n],"timestamp","trace_id","correlation_id"}`.
 
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use store::Timestamp;
 
@@ -67,6 +69,51 @@ impl OAuthError {
             "invalid_grant",
             50126,
             "Error validating credentials due to invalid username or password.".to_owned(),
+        )
+    }
+
+    pub fn disabled() -> OAuthError {
+        Self::new(400, "invalid_grant", 50057, "The user account is disabled.".to_owned())
+    }
+
+    /// Too many sign-ins at once; the response carries `Retry-After`.
+    pub fn throttled() -> OAuthError {
+        Self::new(
+            429,
+            "temporarily_unavailable",
+            90055,
+            "There are too many incoming requests. Retry after the time the Retry-After header gives.".to_owned(),
+        )
+    }
+
+    pub fn consent_required(app_id: &str, tenant: &str) -> OAuthError {
+        Self::new(
+            400,
+            "invalid_grant",
+            65001,
+            format!(
+                "The user or administrator has not consented to use the application with ID '{app_id}' in tenant '{tenant}'. Send an interactive authorization request for this user and resource."
+            ),
+        )
+    }
+
+    pub fn not_multi_tenant(app_id: &str) -> OAuthError {
+        Self::new(
+            400,
+            "invalid_request",
+            50194,
+            format!(
+                "Application '{app_id}' is not configured as a multi-tenant application. Usage of the /common or /organizations endpoint, or a sign-in of another tenant's user, is not supported for such applications."
+            ),
+        )
+    }
+
+    pub fn too_many_device_codes() -> OAuthError {
+        Self::new(
+            429,
+            "temporarily_unavailable",
+            90055,
+            "Too many device codes were requested from this address. Retry after the time the Retry-After header gives.".to_owned(),
         )
     }
 
@@ -193,6 +240,26 @@ impl OAuthError {
         )
     }
 
+    /// The response: the JSON body with a new trace id and the client's `client-request-id` as
+    /// correlation id, and for a 429 the `Retry-After` to honour.
+    pub fn response(&self, now: Timestamp, headers: &HeaderMap) -> Response {
+        let trace_id = uuid::Uuid::new_v4().to_string();
+        let correlation_id = headers
+            .get("client-request-id")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| uuid::Uuid::parse_str(value).is_ok())
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = json_response(status, &self.body(now, &trace_id, &correlation_id));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::signin::THROTTLE_RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+
     /// The JSON body.
     pub fn body(&self, now: Timestamp, trace_id: &str, correlation_id: &str) -> Value {
         let timestamp = error_timestamp(now);
@@ -208,4 +275,16 @@ impl OAuthError {
             "correlation_id": correlation_id,
         })
     }
+}
+
+/// A JSON response that no cache keeps (token responses carry tokens).
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    response
 }

@@ -47,7 +47,8 @@ pub fn router(identity: Arc<Identity>) -> Router {
             get(service_principal_get).delete(service_principal_delete),
         )
         .route("/v1.0/users", get(users_list))
-        .route("/v1.0/users/{id}", get(user_get))
+        .route("/v1.0/users/{id}", get(user_get).patch(user_patch).delete(user_delete))
+        .route("/v1.0/users/{id}/revokeSignInSessions", post(user_revoke_sessions))
         .route("/v1.0/directoryObjects/getByIds", post(get_by_ids))
         .with_state(identity)
 }
@@ -96,6 +97,7 @@ impl From<DirectoryError> for GraphError {
                 "Request_MultipleObjectsWithSameKeyValue",
                 "Another object with the same value for property servicePrincipalNames already exists.",
             ),
+            DirectoryError::NotFound { id, .. } => GraphError::not_found(&id),
             DirectoryError::Store(error) => error.into(),
             other => GraphError::bad_request(format!("{}.", other)),
         }
@@ -171,17 +173,33 @@ async fn caller(identity: &Identity, headers: &HeaderMap) -> Result<Caller, Grap
         return Err(unauthenticated("Access token validation failure. Invalid audience."));
     }
     let (tenant_id, object_id, token_type) = (claim("tid"), claim("oid"), claim("idtyp"));
-    let user_id = object_id.clone();
-    let (tenant, user) = identity
+    let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
+    let principal_id = object_id.clone();
+    let (tenant, user, service_principal) = identity
         .store()
         .read(move |tx| {
             let tenant = tx.tenant_find(&tenant_id)?;
-            let user = if token_type == "user" { tx.user_get(&user_id)? } else { None };
-            Ok::<_, StoreError>((tenant, user))
+            let (user, service_principal) = match token_type.as_str() {
+                "user" => (tx.user_get(&principal_id)?, None),
+                _ => (None, tx.service_principal_get(&principal_id)?),
+            };
+            Ok::<_, StoreError>((tenant, user, service_principal))
         })
         .await?;
     let tenant = tenant
         .ok_or_else(|| unauthenticated("Access token validation failure: unknown tenant."))?;
+    // A deleted or disabled principal, or a token issued before its sessions were revoked, is
+    // refused at once.
+    let current = match (&user, &service_principal) {
+        (Some(user), _) => user.account_enabled && issued_at >= user.tokens_valid_after,
+        (None, Some(_)) => true,
+        (None, None) => false,
+    };
+    if !current {
+        return Err(unauthenticated(
+            "Access token validation failure: the token's principal no longer exists, is disabled, or its sessions were revoked.",
+        ));
+    }
     Ok(Caller { tenant, object_id, user })
 }
 
@@ -254,7 +272,7 @@ fn user_json(user: &UserRecord) -> Value {
         "userPrincipalName": user.upn,
         "displayName": user.display_name,
         "mail": null,
-        "accountEnabled": true,
+        "accountEnabled": user.account_enabled,
         "userType": "Member",
     })
 }
@@ -492,7 +510,7 @@ async fn application_patch(
     if let Some(uris) = redirect_uris(&body)? {
         application.redirect_uris = uris;
     }
-    identity.store().write(move |tx| tx.application_update(&application)).await?;
+    directory::update_application(identity.store(), application).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -502,7 +520,7 @@ async fn application_delete(
     Path(id): Path<String>,
 ) -> Result<Response, GraphError> {
     let (_, application) = managed_application(&identity, &headers, &id).await?;
-    identity.store().write(move |tx| tx.application_delete(&application.id)).await?;
+    directory::delete_application(identity.store(), &application.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -683,7 +701,7 @@ async fn service_principal_delete(
     if !caller.is_admin() {
         return Err(GraphError::denied());
     }
-    identity.store().write(move |tx| tx.service_principal_delete(&service_principal.id)).await?;
+    directory::delete_service_principal(identity.store(), &service_principal.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -726,6 +744,89 @@ async fn user_get(
         .filter(|user| user.tenant_id == caller.tenant.id)
         .ok_or_else(|| GraphError::not_found(&id))?;
     Ok(ok(StatusCode::OK, user_json(&user)))
+}
+
+/// A user of the caller's tenant that the caller, an administrator, may manage.
+async fn managed_user(
+    identity: &Identity,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Caller, UserRecord), GraphError> {
+    let caller = caller(identity, headers).await?;
+    let user = directory::user(identity.store(), id)
+        .await
+        .ok()
+        .filter(|user| user.tenant_id == caller.tenant.id)
+        .ok_or_else(|| GraphError::not_found(id))?;
+    if !caller.is_admin() {
+        return Err(GraphError::denied());
+    }
+    Ok((caller, user))
+}
+
+async fn user_patch(
+    State(identity): State<Arc<Identity>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, GraphError> {
+    let (_, user) = managed_user(&identity, &headers, &id).await?;
+    let body = body_json(&body).await?;
+    let Some(object) = body.as_object() else {
+        return Err(GraphError::bad_request("The request body must be a JSON object."));
+    };
+    for (field, value) in object {
+        match (field.as_str(), value) {
+            ("accountEnabled", Value::Bool(enabled)) => {
+                directory::set_user_enabled(identity.store(), &user.id, *enabled).await?;
+            }
+            ("accountEnabled", _) => {
+                return Err(GraphError::bad_request("Property accountEnabled must be a boolean."));
+            }
+            (other, _) => {
+                return Err(GraphError::bad_request(format!(
+                    "Property {other} cannot be changed here; only accountEnabled can."
+                )));
+            }
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn user_delete(
+    State(identity): State<Arc<Identity>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, GraphError> {
+    let (caller, user) = managed_user(&identity, &headers, &id).await?;
+    if user.id == caller.object_id {
+        return Err(GraphError::bad_request("An administrator cannot delete itself."));
+    }
+    directory::delete_user(identity.store(), &user.id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /users/{id}/revokeSignInSessions`: every token the user holds stops working. The user
+/// may revoke its own; an administrator anyone's in its tenant.
+async fn user_revoke_sessions(
+    State(identity): State<Arc<Identity>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, GraphError> {
+    let caller = caller(&identity, &headers).await?;
+    let user = directory::user(identity.store(), &id)
+        .await
+        .ok()
+        .filter(|user| user.tenant_id == caller.tenant.id)
+        .ok_or_else(|| GraphError::not_found(&id))?;
+    if !(caller.is_admin() || (caller.user.is_some() && caller.object_id == user.id)) {
+        return Err(GraphError::denied());
+    }
+    directory::revoke_user_tokens(identity.store(), &user.id, identity.now()).await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean", "value": true }),
+    ))
 }
 
 async fn get_by_ids(

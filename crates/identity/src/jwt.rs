@@ -17,7 +17,9 @@ use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value, json};
 use store::Timestamp;
-use store::identity::SigningKeyRecord;
+use store::identity::{PrivateKey, SigningKeyRecord};
+
+use crate::kek::Kek;
 
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
 pub const CLOCK_SKEW_SECONDS: i64 = 60;
@@ -82,18 +84,20 @@ impl PublicKey {
     }
 }
 
-/// Generates a new RSA-2048 signing key record.
+/// Generates a new RSA-2048 signing key record, its private half sealed with `kek`.
 pub fn generate_key(
     rng: &mut (impl rand::CryptoRng + rand::RngCore),
     now: Timestamp,
+    kek: &Kek,
 ) -> SigningKeyRecord {
     let private =
         rsa::RsaPrivateKey::new(rng, 2048).expect("RSA-2048 key generation does not fail");
     let der = private.to_pkcs8_der().expect("a fresh RSA key encodes as PKCS#8");
     let public = public_parts(&private);
+    let kid = kid_of(&public.0, &public.1);
     SigningKeyRecord {
-        kid: kid_of(&public.0, &public.1),
-        pkcs8_der: der.as_bytes().to_vec(),
+        private_key: PrivateKey::Sealed(kek.seal(der.as_bytes(), &kid)),
+        kid,
         created_at: now,
         retire_at: None,
     }
@@ -112,13 +116,18 @@ fn kid_of(n: &[u8], e: &[u8]) -> String {
 }
 
 impl SigningKey {
-    /// Loads a stored key.
-    pub fn from_record(record: &SigningKeyRecord) -> Result<SigningKey, String> {
-        let private = rsa::RsaPrivateKey::from_pkcs8_der(&record.pkcs8_der)
-            .map_err(|error| error.to_string())?;
+    /// Loads a stored key, opening its private half with `kek`.
+    pub fn from_record(record: &SigningKeyRecord, kek: &Kek) -> Result<SigningKey, String> {
+        let der = match &record.private_key {
+            PrivateKey::Plain(der) => der.clone(),
+            PrivateKey::Sealed(sealed) => {
+                kek.open(sealed, &record.kid).map_err(|error| error.to_string())?
+            }
+        };
+        let private =
+            rsa::RsaPrivateKey::from_pkcs8_der(&der).map_err(|error| error.to_string())?;
         let (n, e) = public_parts(&private);
-        let key_pair =
-            RsaKeyPair::from_pkcs8(&record.pkcs8_der).map_err(|error| error.to_string())?;
+        let key_pair = RsaKeyPair::from_pkcs8(&der).map_err(|error| error.to_string())?;
         Ok(SigningKey {
             kid: record.kid.clone(),
             key_pair,

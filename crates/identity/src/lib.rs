@@ -6,12 +6,15 @@
 //! and verifies alike) and verifies them for the ARM layer. `routes` is its HTTP face.
 
 pub mod authorize;
+pub mod client;
 pub mod device;
 pub mod directory;
 pub mod error;
 pub mod graph;
 pub mod jwt;
+pub mod kek;
 pub mod limiter;
+pub mod pages;
 pub mod routes;
 pub mod secret;
 pub mod signin;
@@ -21,9 +24,11 @@ pub mod token;
 use std::sync::{Arc, RwLock};
 
 use store::error::StoreError;
+use store::identity::PrivateKey;
 use store::{Store, Timestamp};
 
 use crate::jwt::{SigningKey, TokenError, Verifier};
+use crate::kek::Kek;
 
 /// Where the current time comes from; tests pass a fixed clock.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -43,14 +48,22 @@ pub const PORTAL_CALLBACK_PATH: &str = "/portal/callback";
 /// How long access and id tokens live.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 3600;
 
+/// How old a replica's copy of the signing keys may be before it signs: a key added by another
+/// replica or by `crosspool admin keys rotate` signs everywhere within this time.
+pub const KEY_RELOAD_MS: i64 = 60 * 1000;
+
 /// The identity service.
 pub struct Identity {
     store: Store,
     // The public origin, e.g. `https://127.0.0.1:8443`, without a trailing slash.
     origin: String,
     clock: Arc<dyn Clock>,
+    kek: Kek,
     keys: RwLock<Keys>,
     limiter: limiter::FailureLimiter,
+    hashing: signin::HashingGate,
+    /// Device codes asked for per client address.
+    device_code_rate: limiter::RequestRate,
 }
 
 impl std::fmt::Debug for Identity {
@@ -62,6 +75,7 @@ impl std::fmt::Debug for Identity {
 struct Keys {
     signer: Arc<SigningKey>,
     verifier: Verifier,
+    loaded_at: Timestamp,
 }
 
 /// Why the service could not start.
@@ -73,12 +87,20 @@ pub enum StartError {
     BadKey { kid: String, reason: String },
 }
 
+impl From<tokio::task::JoinError> for StartError {
+    fn from(_: tokio::task::JoinError) -> StartError {
+        StartError::Store(StoreError::WorkerStopped)
+    }
+}
+
 impl Identity {
-    /// Starts the service: loads the signing keys, creating the first one if the store has none.
+    /// Starts the service: loads the signing keys, creating the first one if the store has none
+    /// and sealing with `kek` any key an older version stored in clear.
     pub async fn start(
         store: Store,
         origin: &str,
         clock: Arc<dyn Clock>,
+        kek: Kek,
     ) -> Result<Identity, StartError> {
         let now = clock.now();
         let has_active_key = store
@@ -87,10 +109,11 @@ impl Identity {
             })
             .await?;
         if !has_active_key {
-            let record =
-                tokio::task::spawn_blocking(move || jwt::generate_key(&mut rand::rngs::OsRng, now))
-                    .await
-                    .map_err(|_| StoreError::WorkerStopped)?;
+            let sealing = kek.clone();
+            let record = tokio::task::spawn_blocking(move || {
+                jwt::generate_key(&mut rand::rngs::OsRng, now, &sealing)
+            })
+            .await?;
             // Another replica may have created one meanwhile; then this one is not needed.
             store
                 .write(move |tx| {
@@ -101,13 +124,20 @@ impl Identity {
                 })
                 .await?;
         }
-        let keys = load_keys(&store).await?;
+        seal_plain_keys(&store, &kek).await?;
+        let keys = load_keys(&store, &kek, now).await?;
         Ok(Identity {
             store,
             origin: origin.trim_end_matches('/').to_owned(),
             clock,
+            kek,
             keys: RwLock::new(keys),
             limiter: limiter::FailureLimiter::default(),
+            hashing: signin::HashingGate::for_this_machine(),
+            device_code_rate: limiter::RequestRate::new(
+                device::MAX_DEVICE_CODES_PER_MINUTE,
+                60 * 1000,
+            ),
         })
     }
 
@@ -118,6 +148,14 @@ impl Identity {
     /// The public origin, without a trailing slash.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The host of the public origin, e.g. `127.0.0.1`, as discovery names the cloud.
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.origin)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".to_owned())
     }
 
     pub fn now(&self) -> Timestamp {
@@ -139,6 +177,19 @@ impl Identity {
 
     fn signer(&self) -> Arc<SigningKey> {
         self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner()).signer.clone()
+    }
+
+    /// Reloads the signing keys if this replica's copy is older than `KEY_RELOAD_MS`, so a key
+    /// rotated elsewhere signs here soon after. A failed reload keeps the keys it has.
+    pub async fn reload_keys_if_stale(&self) {
+        let now = self.now();
+        let loaded_at = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner()).loaded_at;
+        if now.0 - loaded_at.0 < KEY_RELOAD_MS {
+            return;
+        }
+        if let Ok(keys) = load_keys(&self.store, &self.kek, now).await {
+            *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+        }
     }
 
     /// Verifies a token's signature, lifetime and issuer (which must be this server's issuer for
@@ -174,7 +225,7 @@ impl Identity {
             .verify(token, now);
         match first {
             Err(TokenError::UnknownKey { .. }) => {
-                if let Ok(keys) = load_keys(&self.store).await {
+                if let Ok(keys) = load_keys(&self.store, &self.kek, now).await {
                     *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
                 }
                 self.keys
@@ -187,36 +238,68 @@ impl Identity {
         }
     }
 
-    /// Replaces the signing key. The old key keeps verifying (and stays in JWKS) until the tokens
-    /// it signed have expired.
-    pub async fn rotate_keys(&self) -> Result<(), StartError> {
-        let now = self.now();
-        let record =
-            tokio::task::spawn_blocking(move || jwt::generate_key(&mut rand::rngs::OsRng, now))
-                .await
-                .map_err(|_| StoreError::WorkerStopped)?;
-        let retire_at =
-            Timestamp(now.0 + (TOKEN_LIFETIME_SECONDS + jwt::CLOCK_SKEW_SECONDS) * 1000);
-        self.store
-            .write(move |tx| {
-                for key in tx.signing_keys()?.into_iter().filter(|key| key.retire_at.is_none()) {
-                    tx.signing_key_retire(&key.kid, retire_at)?;
-                }
-                tx.signing_key_insert(&record)
-            })
-            .await?;
-        let keys = load_keys(&self.store).await?;
+    /// Replaces the signing key (`crosspool admin keys rotate` does the same on the store).
+    pub async fn rotate_keys(&self) -> Result<String, StartError> {
+        let kid = rotate_keys(&self.store, &self.kek, self.now()).await?;
+        let keys = load_keys(&self.store, &self.kek, self.now()).await?;
         *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
-        Ok(())
+        Ok(kid)
     }
 }
 
-async fn load_keys(store: &Store) -> Result<Keys, StartError> {
+/// Adds a new signing key sealed with `kek` and makes it the one that signs; returns its kid.
+/// The old key keeps verifying (and stays in JWKS) until every token it signed has expired,
+/// counting the time other replicas may still sign with it (`KEY_RELOAD_MS`).
+pub async fn rotate_keys(store: &Store, kek: &Kek, now: Timestamp) -> Result<String, StartError> {
+    let sealing = kek.clone();
+    let record = tokio::task::spawn_blocking(move || {
+        jwt::generate_key(&mut rand::rngs::OsRng, now, &sealing)
+    })
+    .await?;
+    let kid = record.kid.clone();
+    let retire_at = Timestamp(
+        now.0 + KEY_RELOAD_MS + (TOKEN_LIFETIME_SECONDS + jwt::CLOCK_SKEW_SECONDS) * 1000,
+    );
+    store
+        .write(move |tx| {
+            for key in tx.signing_keys()?.into_iter().filter(|key| key.retire_at.is_none()) {
+                tx.signing_key_retire(&key.kid, retire_at)?;
+            }
+            tx.signing_key_insert(&record)
+        })
+        .await?;
+    Ok(kid)
+}
+
+/// Seals, with `kek`, every signing key stored in clear.
+async fn seal_plain_keys(store: &Store, kek: &Kek) -> Result<(), StartError> {
+    let records = store.read(|tx| tx.signing_keys()).await?;
+    let mut sealed = Vec::new();
+    for record in records {
+        if let PrivateKey::Plain(der) = &record.private_key {
+            sealed.push((record.kid.clone(), kek.seal(der, &record.kid)));
+        }
+    }
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    store
+        .write(move |tx| {
+            for (kid, sealed_key) in &sealed {
+                tx.signing_key_seal(kid, sealed_key)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+    Ok(())
+}
+
+async fn load_keys(store: &Store, kek: &Kek, now: Timestamp) -> Result<Keys, StartError> {
     let records = store.read(|tx| tx.signing_keys()).await?;
     let mut signer = None;
     let mut public_keys = Vec::with_capacity(records.len());
     for record in &records {
-        let key = SigningKey::from_record(record)
+        let key = SigningKey::from_record(record, kek)
             .map_err(|reason| StartError::BadKey { kid: record.kid.clone(), reason })?;
         public_keys.push(key.public().clone());
         // Records come newest first: the newest active key signs.
@@ -228,5 +311,5 @@ async fn load_keys(store: &Store) -> Result<Keys, StartError> {
         kid: "(none)".to_owned(),
         reason: "no active signing key".to_owned(),
     })?;
-    Ok(Keys { signer, verifier: Verifier::new(public_keys) })
+    Ok(Keys { signer, verifier: Verifier::new(public_keys), loaded_at: now })
 }

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::Identity;
-use crate::error::OAuthError;
+use crate::error::{OAuthError, json_response};
 use crate::token::{TokenRequest, is_multi_tenant_segment};
 
 /// The largest token request body accepted.
@@ -32,32 +32,6 @@ pub fn router(identity: Arc<Identity>) -> Router {
         .with_state(identity)
 }
 
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
-    response
-}
-
-pub(crate) fn oauth_error(
-    identity: &Identity,
-    headers: &HeaderMap,
-    error: &OAuthError,
-) -> Response {
-    let trace_id = uuid::Uuid::new_v4().to_string();
-    let correlation_id = headers
-        .get("client-request-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| uuid::Uuid::parse_str(value).is_ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
-    json_response(status, &error.body(identity.now(), &trace_id, &correlation_id))
-}
-
 async fn discovery(
     State(identity): State<Arc<Identity>>,
     Path(tenant): Path<String>,
@@ -71,17 +45,13 @@ async fn discovery(
         match identity.store().read(move |tx| tx.tenant_find(&segment)).await {
             Ok(Some(found)) => found.id,
             Ok(None) => {
-                return oauth_error(&identity, &headers, &OAuthError::unknown_tenant(&tenant));
+                return OAuthError::unknown_tenant(&tenant).response(identity.now(), &headers);
             }
-            Err(_) => return oauth_error(&identity, &headers, &OAuthError::server_error()),
+            Err(_) => return OAuthError::server_error().response(identity.now(), &headers),
         }
     };
     let origin = identity.origin();
-    let host = origin
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split([':', '/']).next())
-        .unwrap_or("localhost");
+    let host = identity.host();
     let endpoint = |path: &str| format!("{origin}/{tenant}/{path}");
     let body = json!({
         "issuer": identity.issuer(&tenant_id),
@@ -116,9 +86,9 @@ async fn jwks(
         match identity.store().read(move |tx| tx.tenant_find(&segment)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                return oauth_error(&identity, &headers, &OAuthError::unknown_tenant(&tenant));
+                return OAuthError::unknown_tenant(&tenant).response(identity.now(), &headers);
             }
-            Err(_) => return oauth_error(&identity, &headers, &OAuthError::server_error()),
+            Err(_) => return OAuthError::server_error().response(identity.now(), &headers),
         }
     }
     json_response(StatusCode::OK, &identity.jwks())
@@ -135,7 +105,7 @@ async fn token(
     let body: Bytes = match axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES).await {
         Ok(body) => body,
         Err(_) => {
-            return oauth_error(&identity, &headers, &OAuthError::missing_parameter("grant_type"));
+            return OAuthError::missing_parameter("grant_type").response(identity.now(), &headers);
         }
     };
     let params: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
@@ -152,25 +122,23 @@ async fn token(
         TokenRequest { tenant: &tenant, params: &params, basic_credentials, client_address };
     match crate::token::token(&identity, token_request).await {
         Ok(body) => json_response(StatusCode::OK, &body),
-        Err(error) => oauth_error(&identity, &headers, &error),
+        Err(error) => error.response(identity.now(), &headers),
     }
 }
 
+/// MSAL's question before a password sign-in. Answered by the domain alone, as Entra does:
+/// whether a tenant has that domain, never whether the user exists.
 async fn user_realm(State(identity): State<Arc<Identity>>, Path(user): Path<String>) -> Response {
-    let upn = user.clone();
-    let domain = user.rsplit_once('@').map(|(_, domain)| domain.to_owned()).unwrap_or_default();
-    let known = matches!(identity.store().read(move |tx| tx.user_by_upn(&upn)).await, Ok(Some(_)));
-    let host = identity
-        .origin()
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .unwrap_or("localhost");
+    let domain =
+        user.rsplit_once('@').map(|(_, domain)| domain.to_ascii_lowercase()).unwrap_or_default();
+    let lookup = domain.clone();
+    let known = !domain.is_empty()
+        && matches!(identity.store().read(move |tx| tx.tenant_find(&lookup)).await, Ok(Some(_)));
     let body = json!({
         "ver": "1.0",
         "account_type": if known { "Managed" } else { "Unknown" },
         "domain_name": domain,
-        "cloud_instance_name": host,
+        "cloud_instance_name": identity.host(),
         "cloud_audience_urn": "urn:federation:MicrosoftOnline",
     });
     json_response(StatusCode::OK, &body)

@@ -1,6 +1,14 @@
 //! Signing a person in with a user name and password, the same way for the password grant, the
-//! authorize page and the device-login page: the failure limit first, then an Argon2id check that
-//! costs the same for unknown users, then tenant membership.
+//! authorize page and the device-login page: an attempt reserved with the failure limiter, a
+//! place at the hashing gate, an Argon2id check that costs the same for unknown users, then the
+//! account's state and tenant membership.
+//!
+//! Each Argon2id check holds 19 MiB for tens of milliseconds. The gate lets as many run at once
+//! as the machine has cores; a sign-in that cannot start within `HASH_WAIT` is refused with the
+//! platform's throttling answer (429 and `Retry-After`), so a flood of sign-ins costs waiting,
+//! not memory.
+
+use std::time::Duration;
 
 use store::identity::{TenantRecord, UserRecord};
 
@@ -11,17 +19,55 @@ use crate::secret::password_matches;
 /// timing does not tell which users exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J0W0KgqhGjJxwDHiH54N2hBWMcQ6PyZbqIwSOzHnbHQ";
 
+/// How long a sign-in waits for a place at the hashing gate before it is throttled.
+pub const HASH_WAIT: Duration = Duration::from_secs(1);
+
+/// What a throttled client is told to wait, in seconds.
+pub const THROTTLE_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// Why a sign-in failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignInError {
-    /// Too many failures for this user or address lately (AADSTS50053).
+    /// Too many failures for this account or address lately (AADSTS50053).
     LockedOut,
     /// Unknown user or wrong password (AADSTS50126).
     BadCredentials,
+    /// The account is disabled (AADSTS50057).
+    Disabled,
     /// The user belongs to another tenant (AADSTS50020).
     NotInTenant { upn: String },
+    /// Too many sign-ins at once: try again after `THROTTLE_RETRY_AFTER_SECONDS`.
+    Throttled,
     /// The directory could not be read.
     Unavailable,
+}
+
+/// Bounds how many password hashes run at once.
+#[derive(Debug)]
+pub struct HashingGate {
+    permits: tokio::sync::Semaphore,
+}
+
+impl HashingGate {
+    /// A gate with a place per core.
+    pub fn for_this_machine() -> HashingGate {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        HashingGate { permits: tokio::sync::Semaphore::new(cores) }
+    }
+
+    /// Runs `check` on a blocking thread once a place is free, or refuses after `HASH_WAIT`.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SignInError> {
+        let permit = tokio::time::timeout(HASH_WAIT, self.permits.acquire())
+            .await
+            .map_err(|_| SignInError::Throttled)?
+            .map_err(|_| SignInError::Unavailable)?;
+        let result = tokio::task::spawn_blocking(check).await.map_err(|_| SignInError::Unavailable);
+        drop(permit);
+        result
+    }
 }
 
 impl Identity {
@@ -35,33 +81,40 @@ impl Identity {
         client_address: Option<&str>,
     ) -> Result<UserRecord, SignInError> {
         let username = username.trim().to_ascii_lowercase();
-        let now = self.now();
-        let mut limit_keys = vec![format!("user:{username}")];
-        limit_keys.extend(client_address.map(|address| format!("ip:{address}")));
-        if self.limiter.is_locked(&limit_keys, now) {
-            return Err(SignInError::LockedOut);
-        }
+        let attempt = self
+            .limiter
+            .reserve(&username, client_address, self.now())
+            .map_err(|_| SignInError::LockedOut)?;
         let lookup = username.clone();
-        let user = self
-            .store()
-            .read(move |tx| tx.user_by_upn(&lookup))
-            .await
-            .map_err(|_| SignInError::Unavailable)?;
+        let user = match self.store().read(move |tx| tx.user_by_upn(&lookup)).await {
+            Ok(user) => user,
+            Err(_) => {
+                attempt.withdrawn();
+                return Err(SignInError::Unavailable);
+            }
+        };
         let stored_hash =
             user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |user| user.password_hash.clone());
         let password = password.to_owned();
         let matches =
-            tokio::task::spawn_blocking(move || password_matches(&password, &stored_hash))
-                .await
-                .map_err(|_| SignInError::Unavailable)?;
+            match self.hashing.run(move || password_matches(&password, &stored_hash)).await {
+                Ok(matches) => matches,
+                Err(error) => {
+                    attempt.withdrawn();
+                    return Err(error);
+                }
+            };
         let user = match user {
             Some(user) if matches => user,
             _ => {
-                self.limiter.record_failure(&limit_keys, now);
+                attempt.failed();
                 return Err(SignInError::BadCredentials);
             }
         };
-        self.limiter.record_success(&limit_keys[0]);
+        attempt.succeeded();
+        if !user.account_enabled {
+            return Err(SignInError::Disabled);
+        }
         match tenant {
             Some(tenant) if tenant.id != user.tenant_id => {
                 Err(SignInError::NotInTenant { upn: user.upn })

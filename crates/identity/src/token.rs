@@ -1,6 +1,12 @@
-//! The token endpoint's grants — `client_credentials`, `password` and `refresh_token` — and the
-//! tokens they mint: access tokens for a resource, and for users an id token, a refresh token and
-//! `client_info`, as MSAL expects.
+//! The token endpoint's grants — `client_credentials`, `password`, `refresh_token`,
+//! `authorization_code` and the device code — and the tokens they mint: access tokens for a
+//! resource, and for users an id token, a refresh token and `client_info`, as MSAL expects.
+//!
+//! A registered application is a confidential client: it authenticates with its secret for every
+//! grant (AADSTS7000218 without one), and gets a user's tokens only while it has consent in the
+//! user's tenant. A user's tokens stop being issued, refreshed and accepted once the user is
+//! deleted or disabled or its tokens are revoked (`tokens_valid_after`); a refresh token is bound
+//! to its client and user.
 
 use std::collections::HashMap;
 
@@ -11,6 +17,7 @@ use store::Timestamp;
 use store::error::StoreError;
 use store::identity::{TenantRecord, UserRecord};
 
+use crate::client::{Client, ClientError};
 use crate::error::OAuthError;
 use crate::secret::{client_secret_hash, client_secret_matches};
 use crate::signin::SignInError;
@@ -83,6 +90,7 @@ fn store_failure(_: StoreError) -> OAuthError {
 
 /// Answers a token request with the response JSON, or the platform's error.
 pub async fn token(identity: &Identity, request: TokenRequest<'_>) -> Result<Value, OAuthError> {
+    identity.reload_keys_if_stale().await;
     let grant_type = param(&request, "grant_type")?;
     let tenant = match is_multi_tenant_segment(request.tenant) {
         true => None,
@@ -98,7 +106,7 @@ pub async fn token(identity: &Identity, request: TokenRequest<'_>) -> Result<Val
     };
     // The device flow's scope was given to /devicecode; its poll carries none.
     if grant_type == DEVICE_CODE_GRANT {
-        return crate::device::redeem(identity, request.params, request.tenant).await;
+        return device_code(identity, request.params, request.tenant).await;
     }
     let scope = param(&request, "scope")?;
     let resource = resource_of(scope)?;
@@ -209,6 +217,8 @@ fn sign_in_error(error: &SignInError, tenant: &str) -> OAuthError {
     match error {
         SignInError::LockedOut => OAuthError::locked_out(),
         SignInError::BadCredentials => OAuthError::bad_password(),
+        SignInError::Disabled => OAuthError::disabled(),
+        SignInError::Throttled => OAuthError::throttled(),
         SignInError::NotInTenant { upn } => OAuthError::user_not_in_tenant(upn, tenant),
         SignInError::Unavailable => OAuthError::server_error(),
     }
@@ -232,10 +242,76 @@ async fn refresh(
     {
         return Err(OAuthError::bad_refresh_token());
     }
+    // An application deleted since is no client any more.
+    let client = find_client(identity, client_id, OAuthError::bad_refresh_token()).await?;
+    authenticate_client(identity, request, &client, client_id).await?;
     let user =
         user_in_tenant(identity, claim("oid"), tenant.as_ref(), OAuthError::bad_refresh_token())
             .await?;
+    let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
+    user_may_have_tokens(&user, issued_at, OAuthError::bad_refresh_token())?;
+    require_consent(identity, &client, &user, client_id).await?;
     Ok(tokens_for_user(identity, &user, client_id, resource, scope, request.params))
+}
+
+/// The client with this id; `missing` when there is none.
+async fn find_client(
+    identity: &Identity,
+    client_id: &str,
+    missing: OAuthError,
+) -> Result<Client, OAuthError> {
+    match Client::find(identity, client_id).await {
+        Ok(client) => Ok(client),
+        Err(ClientError::Unknown) => Err(missing),
+        Err(ClientError::Unavailable) => Err(OAuthError::server_error()),
+    }
+}
+
+/// A confidential client (a registered application) proves itself with its secret on every
+/// grant; a public one has nothing to prove.
+async fn authenticate_client(
+    identity: &Identity,
+    request: &TokenRequest<'_>,
+    client: &Client,
+    client_id: &str,
+) -> Result<(), OAuthError> {
+    if client.is_public() {
+        return Ok(());
+    }
+    client_secret_check(identity, request, client_id).await
+}
+
+/// Refuses a user who is disabled, or whose tokens issued at `issued_at` (seconds) were revoked
+/// since.
+fn user_may_have_tokens(
+    user: &UserRecord,
+    issued_at: i64,
+    revoked: OAuthError,
+) -> Result<(), OAuthError> {
+    if !user.account_enabled {
+        return Err(OAuthError::disabled());
+    }
+    if issued_at < user.tokens_valid_after {
+        return Err(revoked);
+    }
+    Ok(())
+}
+
+/// Refuses a registered application without consent in the user's tenant.
+async fn require_consent(
+    identity: &Identity,
+    client: &Client,
+    user: &UserRecord,
+    client_id: &str,
+) -> Result<(), OAuthError> {
+    if !client.serves_tenant(&user.tenant_id) {
+        return Err(OAuthError::unknown_application(client_id, &user.tenant_id));
+    }
+    match client.has_consent(identity, user).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(OAuthError::consent_required(client_id, &user.tenant_id)),
+        Err(_) => Err(OAuthError::server_error()),
+    }
 }
 
 async fn authorization_code(
@@ -268,6 +344,10 @@ async fn authorization_code(
             "the redirect_uri differs from the authorization request's",
         ));
     }
+    let client =
+        find_client(identity, client_id, OAuthError::bad_code("its application no longer exists"))
+            .await?;
+    authenticate_client(identity, request, &client, client_id).await?;
     match &record.code_challenge {
         Some(challenge) => {
             let verifier = param(request, "code_verifier")?;
@@ -277,8 +357,12 @@ async fn authorization_code(
                 return Err(OAuthError::code_verifier_mismatch());
             }
         }
-        // Without PKCE only a registered (confidential) app may redeem, with its secret.
-        None => client_secret_check(identity, request, client_id).await?,
+        // The authorize page requires PKCE of public clients; a code without it is a
+        // confidential client's, which has just proved itself with its secret.
+        None if client.is_public() => {
+            return Err(OAuthError::bad_code("it was issued without PKCE to a public client"));
+        }
+        None => {}
     }
     if let Some(tenant) = &tenant
         && tenant.id != record.tenant_id
@@ -293,6 +377,13 @@ async fn authorization_code(
         OAuthError::bad_code("its user no longer exists"),
     )
     .await?;
+    let issued_at = (record.expires_at.0 - crate::authorize::CODE_LIFETIME_MS) / 1000;
+    user_may_have_tokens(
+        &user,
+        issued_at,
+        OAuthError::bad_code("its user's sessions were revoked"),
+    )?;
+    require_consent(identity, &client, &user, client_id).await?;
     Ok(user_tokens(
         identity,
         &user,
@@ -337,7 +428,8 @@ async fn client_secret_check(
     client_id: &str,
 ) -> Result<(), OAuthError> {
     let secret = match &request.basic_credentials {
-        Some((_, secret)) => secret.clone(),
+        Some((id, secret)) if id.eq_ignore_ascii_case(client_id) => secret.clone(),
+        Some(_) => return Err(OAuthError::bad_client_secret(client_id)),
         None => request
             .params
             .get("client_secret")
@@ -363,7 +455,7 @@ async fn client_secret_check(
 }
 
 /// The claims every token has.
-fn base_claims(
+pub(crate) fn base_claims(
     identity: &Identity,
     tenant_id: &str,
     audience: &str,
@@ -426,6 +518,9 @@ fn user_tokens(
     now: Timestamp,
 ) -> Value {
     let UserGrant { client_id, resource, scope, nonce, client_info } = *grant;
+    // Tokens of a user whose tokens were revoked this very second are issued as of the next one,
+    // so that they are told apart from the revoked ones.
+    let now = Timestamp(now.0.max(user.tokens_valid_after.saturating_mul(1000)));
     let signer = identity.signer();
     let mut access = base_claims(identity, &user.tenant_id, resource, now, TOKEN_LIFETIME_SECONDS);
     for (name, value) in [
@@ -481,4 +576,59 @@ fn user_tokens(
         response["client_info"] = json!(URL_SAFE_NO_PAD.encode(info));
     }
     response
+}
+
+/// The token endpoint's answer to a device polling with its device code.
+async fn device_code(
+    identity: &Identity,
+    params: &HashMap<String, String>,
+    tenant: &str,
+) -> Result<serde_json::Value, OAuthError> {
+    let device_code = params
+        .get("device_code")
+        .filter(|code| !code.is_empty())
+        .ok_or_else(|| OAuthError::missing_parameter("device_code"))?;
+    let client_id = params
+        .get("client_id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| OAuthError::missing_parameter("client_id"))?;
+    let hash = client_secret_hash(device_code);
+    let lookup = hash.clone();
+    let record = identity
+        .store()
+        .read(move |tx| tx.device_code_get(&lookup))
+        .await
+        .map_err(|_| OAuthError::server_error())?
+        .ok_or_else(OAuthError::bad_device_code)?;
+    if !record.client_id.eq_ignore_ascii_case(client_id)
+        || !record.tenant_segment.eq_ignore_ascii_case(tenant)
+    {
+        return Err(OAuthError::bad_device_code());
+    }
+    if record.expires_at <= identity.now() {
+        return Err(OAuthError::expired_device_code());
+    }
+    let Some(user_id) = record.user_id.clone() else {
+        return Err(OAuthError::authorization_pending());
+    };
+    // Only one poll gets the tokens.
+    let taken = identity
+        .store()
+        .write(move |tx| tx.device_code_delete(&hash))
+        .await
+        .map_err(|_| OAuthError::server_error())?;
+    if !taken {
+        return Err(OAuthError::bad_device_code());
+    }
+    let user = identity
+        .store()
+        .read(move |tx| tx.user_get(&user_id))
+        .await
+        .map_err(|_| OAuthError::server_error())?
+        .ok_or_else(OAuthError::bad_device_code)?;
+    let issued_at = (record.expires_at.0 / 1000) - crate::device::DEVICE_CODE_LIFETIME_SECONDS;
+    user_may_have_tokens(&user, issued_at, OAuthError::bad_device_code())?;
+    let resource = resource_of(&record.scope)?;
+    // The response repeats the scopes sent to /devicecode, as MSAL expects.
+    Ok(tokens_for_user(identity, &user, &record.client_id, resource, &record.scope, params))
 }

@@ -1,5 +1,6 @@
 //! HTML: escaping, the page layout (header with the signed-in person, their tenants and a
-//! switcher), and small pieces the pages share. No scripts: every action is a link or a form.
+//! switcher), and small pieces the pages share. No scripts: every action is a link or a form,
+//! and every form that changes something carries the session's form token (`csrf_field`).
 
 use serde_json::Value;
 
@@ -39,8 +40,20 @@ nav.crumbs{margin-bottom:.5rem}table{border-collapse:collapse;margin:.5rem 0}th,
 .tabs a{margin-right:1rem}.tabs a[aria-current]{font-weight:bold}label{display:block;margin:.4rem 0}\
 input,select,button{font-size:1rem}button{padding:.3rem .8rem}.muted{color:#555}dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}";
 
-/// A whole page: header (who is signed in where, the tenant switcher), then `body`.
-pub fn page(title: &str, signed: &[Signed], current: Option<&str>, body: &str) -> String {
+/// The hidden input every state-changing form carries: the session's form token.
+pub fn csrf_field(token: &str) -> String {
+    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(token))
+}
+
+/// A whole page: header (who is signed in where, the tenant switcher), then `body`. `csrf` is
+/// the session's form token, for the sign-out form.
+pub fn page(
+    title: &str,
+    signed: &[Signed],
+    current: Option<&str>,
+    body: &str,
+    csrf: &str,
+) -> String {
     let mut header = String::from("<strong>crosspool</strong>");
     if let Some(current) = current {
         let who = signed.iter().find(|s| s.tenant_id == current);
@@ -74,7 +87,10 @@ pub fn page(title: &str, signed: &[Signed], current: Option<&str>, body: &str) -
     }
     header.push_str("<a href=\"/portal\">Sign in to a tenant</a>");
     if !signed.is_empty() {
-        header.push_str("<form method=\"post\" action=\"/portal/signout\"><button type=\"submit\">Sign out</button></form>");
+        header.push_str(&format!(
+            "<form method=\"post\" action=\"/portal/signout\">{}<button type=\"submit\">Sign out</button></form>",
+            csrf_field(csrf)
+        ));
     }
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\

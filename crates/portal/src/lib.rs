@@ -4,6 +4,10 @@
 //! page reads and changes resources through the ARM API with those tokens (`api`), so the
 //! portal is held to the same RBAC and cross-tenant checks as any client, and shows their
 //! errors in words.
+//!
+//! Every response is neither framed nor cached and carries a Content-Security-Policy without
+//! scripts; every POST must come from a portal page (`Origin`/`Sec-Fetch-Site`) and carry the
+//! session's form token (`guard`).
 
 mod api;
 mod html;
@@ -15,8 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -69,7 +74,83 @@ pub fn router(api: Router, origin: &str, clock: Arc<dyn identity::Clock>) -> Rou
         .route("/portal/t/{tenant}/vnets", get(vnets::list))
         .route("/portal/t/{tenant}/vnet", get(vnets::show))
         .route("/portal/t/{tenant}/vnet/new", get(vnets::new_vnet).post(vnets::create_vnet))
+        .layer(middleware::from_fn_with_state(portal.clone(), guard))
         .with_state(portal)
+}
+
+/// The portal's Content-Security-Policy: no script at all, styles from the page itself, forms
+/// only to this origin, never in a frame.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Refuses a POST that does not come from a portal page of this session, and gives every
+/// response the portal's security headers.
+async fn guard(State(portal): State<Arc<Portal>>, request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::POST {
+        match check_form_origin(&portal, request).await {
+            Ok(request) => next.run(request).await,
+            Err(refusal) => refusal,
+        }
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// A POST passes when the browser says it comes from this origin (or says nothing) and its form
+/// carries the session's form token; the request is handed back with its body.
+async fn check_form_origin(portal: &Portal, request: Request) -> Result<Request, Response> {
+    let refuse = |why: &str| {
+        let body = format!(
+            "{}<p><a href=\"/portal\">Back to the portal</a></p>",
+            html::error(&format!("This form was refused: {why}. Reload the page and try again."))
+        );
+        (StatusCode::FORBIDDEN, Html(html::page("Refused", &[], None, &body, ""))).into_response()
+    };
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).map(|value| value.to_str().unwrap_or("?"));
+    if let Some(site) = header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(refuse("it was sent from another site"));
+    }
+    if let Some(origin) = header("origin")
+        && origin != portal.origin
+    {
+        return Err(refuse("it was sent from another origin"));
+    }
+    let session_id = session::session_id(request.headers()).unwrap_or_default();
+    let session = portal.sessions.get(&session_id, portal.now());
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| refuse("it is too large"))?;
+    let token = form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    if !session.is_some_and(|session| session::csrf_matches(&session, &token)) {
+        return Err(refuse("it does not carry this session's form token"));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(body)))
+}
+
+/// The path and query of a `return=` target if it is a portal page of this origin (parsed with
+/// the WHATWG rules against the portal's origin); `None` for anything else: another origin, a
+/// scheme, a path outside the portal, control characters.
+fn portal_return(origin: &str, text: &str) -> Option<String> {
+    if text.chars().any(char::is_control) {
+        return None;
+    }
+    let base = url::Url::parse(origin).ok()?;
+    let target = base.join(text).ok()?;
+    let same_origin = target.origin() == base.origin();
+    (same_origin && target.path().starts_with("/portal/"))
+        .then(|| target[url::Position::BeforePath..url::Position::AfterQuery].to_owned())
 }
 
 /// One request's view of the session: who is signed in where.
@@ -78,13 +159,20 @@ pub(crate) struct Visit {
     portal: Arc<Portal>,
     session_id: String,
     tokens: HashMap<String, TenantTokens>,
+    csrf: String,
 }
 
 impl Visit {
     fn from(portal: &Arc<Portal>, headers: &HeaderMap) -> Visit {
         let session_id = session::session_id(headers).unwrap_or_default();
-        let tokens = portal.sessions.get(&session_id).map(|s| s.tokens).unwrap_or_default();
-        Visit { portal: portal.clone(), session_id, tokens }
+        let session = portal.sessions.get(&session_id, portal.now());
+        let (tokens, csrf) = session.map(|s| (s.tokens, s.csrf)).unwrap_or_default();
+        Visit { portal: portal.clone(), session_id, tokens, csrf }
+    }
+
+    /// The hidden input with the session's form token, for forms that change something.
+    pub(crate) fn csrf_field(&self) -> String {
+        html::csrf_field(&self.csrf)
     }
 
     fn signed(&self) -> Vec<Signed> {
@@ -99,7 +187,7 @@ impl Visit {
 
     /// A page for `tenant`.
     fn page(&self, title: &str, tenant: &str, body: &str) -> Response {
-        Html(html::page(title, &self.signed(), Some(tenant), body)).into_response()
+        Html(html::page(title, &self.signed(), Some(tenant), body, &self.csrf)).into_response()
     }
 
     /// The session's access token for a tenant, refreshed when it is about to expire; `None`
@@ -211,7 +299,7 @@ async fn start(
          <label for=\"tenant\">Tenant (domain or id)</label><input id=\"tenant\" name=\"tenant\" required placeholder=\"contoso-a.example\">\
          <button type=\"submit\" id=\"signin\">Sign in</button></form>",
     );
-    Html(html::page("Sign in", &signed, None, &body)).into_response()
+    Html(html::page("Sign in", &signed, None, &body, &visit.csrf)).into_response()
 }
 
 /// Starts a sign-in to `tenant`: PKCE, state, and a redirect to the identity service.
@@ -224,12 +312,24 @@ async fn sign_in(
     if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
         return Redirect::to("/portal?error=Enter+a+tenant+domain+or+id.").into_response();
     }
-    let return_to =
-        query.get("return").filter(|r| r.starts_with("/portal/")).cloned().unwrap_or_default();
+    let return_to = match query.get("return") {
+        None => String::new(),
+        Some(text) => match portal_return(&portal.origin, text) {
+            Some(path) => path,
+            None => {
+                let body = html::error("The return address is not a page of this portal.");
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Html(html::page("Sign in", &[], None, &body, "")),
+                )
+                    .into_response();
+            }
+        },
+    };
     let (mut session_id, mut set_cookie) =
         (session::session_id(&headers).unwrap_or_default(), false);
-    if session_id.is_empty() || portal.sessions.get(&session_id).is_none() {
-        session_id = session::random_token();
+    if portal.sessions.get(&session_id, portal.now()).is_none() {
+        session_id = portal.sessions.create(portal.now());
         set_cookie = true;
     }
     let (state, verifier) = (session::random_token(), session::random_token());
@@ -267,7 +367,8 @@ async fn callback(
 ) -> Response {
     let session_id = session::session_id(&headers).unwrap_or_default();
     let state = query.get("state").cloned().unwrap_or_default();
-    let pending = portal.sessions.get(&session_id).and_then(|s| s.pending.get(&state).cloned());
+    let pending =
+        portal.sessions.get(&session_id, portal.now()).and_then(|s| s.pending.get(&state).cloned());
     let Some(pending) = pending else {
         return Redirect::to(
             "/portal?error=The+sign-in+expired+or+came+from+elsewhere%3B+sign+in+again.",
@@ -300,12 +401,20 @@ async fn callback(
     portal.sessions.update(&session_id, |s| {
         s.tokens.insert(tenant_id.clone(), tokens);
     });
+    // A new id (and form token) at every sign-in: an id planted before it is worth nothing.
+    let Some(new_id) = portal.sessions.renew(&session_id, now) else {
+        return Redirect::to("/portal?error=The+session+ended%3B+sign+in+again.").into_response();
+    };
     let target = if pending.return_to.is_empty() {
         format!("/portal/t/{tenant_id}")
     } else {
         pending.return_to
     };
-    Redirect::to(&target).into_response()
+    let mut response = Redirect::to(&target).into_response();
+    if let Ok(value) = HeaderValue::from_str(&session::cookie(&new_id)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 async fn sign_out(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
@@ -316,6 +425,7 @@ async fn sign_out(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Resp
 }
 
 async fn switch(Query(query): Query<HashMap<String, String>>) -> Response {
+    // The tenant is percent-encoded into the path, so no character of it can leave the path.
     let tenant = query.get("tenant").cloned().unwrap_or_default();
     Redirect::to(&format!("/portal/t/{}", html::encode(&tenant))).into_response()
 }

@@ -170,6 +170,7 @@ fn pool_form(
     pools: &[String],
     values: &[(String, String)],
     extra: &str,
+    csrf: &str,
 ) -> String {
     let v = |name: &str| escape(field(values, name));
     let parents: String = std::iter::once("<option value=\"\">None</option>".to_owned())
@@ -194,7 +195,7 @@ fn pool_form(
         })
         .collect();
     format!(
-        "{extra}<form method=\"post\" action=\"/portal/t/{}/pool/new?manager={}\">\
+        "{extra}<form method=\"post\" action=\"/portal/t/{}/pool/new?manager={}\">{csrf}\
          <fieldset><legend>Basics</legend>\
          <label>Name <input name=\"name\" id=\"pool-name\" required value=\"{}\"></label>\
          <label>Display name <input name=\"displayName\" id=\"pool-display-name\" value=\"{}\"></label>\
@@ -242,7 +243,7 @@ pub async fn new_pool(
     }
     let manager_id = query.get("manager").cloned().unwrap_or_default();
     let pools = pool_names(&mut visit, &tenant, &manager_id).await;
-    let body = pool_form(&tenant, &manager_id, &pools, &[], "");
+    let body = pool_form(&tenant, &manager_id, &pools, &[], "", &visit.csrf_field());
     visit.page("Create an IP address pool", &tenant, &body)
 }
 
@@ -275,7 +276,7 @@ pub async fn create_pool(
         Err(error) => html::error(error),
     };
     if field(&values, "action") != "create" || computed.is_err() {
-        let page = pool_form(&tenant, &manager_id, &pools, &values, &summary);
+        let page = pool_form(&tenant, &manager_id, &pools, &values, &summary, &visit.csrf_field());
         return visit.page("Create an IP address pool", &tenant, &page);
     }
     let prefix = computed.map(|(prefix, ..)| prefix).unwrap_or_default();
@@ -292,8 +293,14 @@ pub async fn create_pool(
     let path = format!("{manager_id}/ipamPools/{}?{NET}", encode(name));
     let answer = visit.arm(&tenant, None, Method::PUT, &path, Some(&request)).await;
     if !answer.ok() {
-        let page =
-            pool_form(&tenant, &manager_id, &pools, &values, &html::error(&answer.error_text()));
+        let page = pool_form(
+            &tenant,
+            &manager_id,
+            &pools,
+            &values,
+            &html::error(&answer.error_text()),
+            &visit.csrf_field(),
+        );
         return visit.page("Create an IP address pool", &tenant, &page);
     }
     let id = answer.body["id"].as_str().unwrap_or_default();
@@ -710,12 +717,13 @@ async fn iam(visit: &mut Visit, tenant: &str, id: &str) -> String {
             })
             .collect();
     out.push_str(&format!(
-        "<h3>Add role assignment</h3><form method=\"post\" action=\"/portal/t/{}/pool/iam?id={}\">\
+        "<h3>Add role assignment</h3><form method=\"post\" action=\"/portal/t/{}/pool/iam?id={}\">{}\
          <label>Role <select name=\"role\" id=\"iam-role\">{options}</select></label>\
          <label>Member (object id of a user or service principal) <input name=\"principal\" id=\"iam-principal\" required></label>\
          <button type=\"submit\" id=\"iam-assign\">Review + assign</button></form>",
         escape(tenant),
-        encode(id)
+        encode(id),
+        visit.csrf_field()
     ));
     out
 }
@@ -844,11 +852,12 @@ pub async fn allocate(
             })
             .collect();
     body.push_str(&format!(
-        "<form method=\"post\" action=\"/portal/t/{t}/pool/allocate?id={}&amp;target={}\">{}\
+        "<form method=\"post\" action=\"/portal/t/{t}/pool/allocate?id={}&amp;target={}\">{}{}\
          <label>Number of IP addresses <select name=\"size\" id=\"allocate-size\">{sizes}</select></label>\
          <button type=\"submit\" id=\"associate\">Associate</button></form>",
         encode(&id),
         encode(&target),
+        visit.csrf_field(),
         html::table("vnets", &["", "Virtual network", "Address space", "Subscription"], &rows)
     ));
     visit.page("Allocate resources", &tenant, &body)
@@ -981,8 +990,9 @@ pub async fn confirm_remove(
         .map(|v| format!("<input type=\"hidden\" name=\"vnet\" value=\"{}\">", escape(v)))
         .collect();
     body.push_str(&format!(
-        "<form method=\"post\" action=\"/portal/t/{t}/pool/remove\"><input type=\"hidden\" name=\"id\" value=\"{}\">{hidden}\
+        "<form method=\"post\" action=\"/portal/t/{t}/pool/remove\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{hidden}\
          <button type=\"submit\" id=\"remove-yes\">Yes</button> <a href=\"/portal/t/{t}/pool?id={}&amp;tab=allocations\">No</a></form>",
+        visit.csrf_field(),
         escape(&id),
         encode(&id)
     ));
@@ -1066,13 +1076,23 @@ pub async fn new_cidr(
         return redirect;
     }
     let id = query.get("id").cloned().unwrap_or_default();
-    visit.page("Allocate static CIDRs", &tenant, &cidr_form(&tenant, &id, &[], ""))
+    visit.page(
+        "Allocate static CIDRs",
+        &tenant,
+        &cidr_form(&tenant, &id, &[], "", &visit.csrf_field()),
+    )
 }
 
-fn cidr_form(tenant: &str, id: &str, values: &[(String, String)], extra: &str) -> String {
+fn cidr_form(
+    tenant: &str,
+    id: &str,
+    values: &[(String, String)],
+    extra: &str,
+    csrf: &str,
+) -> String {
     let v = |name: &str| escape(field(values, name));
     format!(
-        "{extra}<form method=\"post\" action=\"/portal/t/{}/pool/cidr?id={}\">\
+        "{extra}<form method=\"post\" action=\"/portal/t/{}/pool/cidr?id={}\">{csrf}\
          <label>Name <input name=\"name\" id=\"cidr-name\" required value=\"{}\"></label>\
          <label>Description <input name=\"description\" id=\"cidr-description\" value=\"{}\"></label>\
          <label>Starting address <input name=\"start\" id=\"cidr-start\" value=\"{}\"></label>\
@@ -1118,7 +1138,7 @@ pub async fn create_cidr(
                 return visit.page(
                     "Allocate static CIDRs",
                     &tenant,
-                    &cidr_form(&tenant, &id, &values, &html::error(&error)),
+                    &cidr_form(&tenant, &id, &values, &html::error(&error), &visit.csrf_field()),
                 );
             }
         }
@@ -1131,7 +1151,13 @@ pub async fn create_cidr(
         return visit.page(
             "Allocate static CIDRs",
             &tenant,
-            &cidr_form(&tenant, &id, &values, &html::error(&answer.error_text())),
+            &cidr_form(
+                &tenant,
+                &id,
+                &values,
+                &html::error(&answer.error_text()),
+                &visit.csrf_field(),
+            ),
         );
     }
     let message = format!(

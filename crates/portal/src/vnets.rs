@@ -173,6 +173,7 @@ fn vnet_form(
     subscriptions: &[String],
     values: &[(String, String)],
     extra: &str,
+    csrf: &str,
 ) -> String {
     let v = |name: &str| escape(field(values, name));
     let options: String = subscriptions
@@ -187,7 +188,7 @@ fn vnet_form(
         .collect();
     let checked = if field(values, "ipam") == "on" { " checked" } else { "" };
     format!(
-        "{extra}<form method=\"post\" action=\"/portal/t/{}/vnet/new\">\
+        "{extra}<form method=\"post\" action=\"/portal/t/{}/vnet/new\">{csrf}\
          <fieldset><legend>Basics</legend><label>Subscription <select name=\"subscription\" id=\"vnet-subscription\">{options}</select></label>\
          <label>Resource group <input name=\"group\" id=\"vnet-group\" required value=\"{}\"></label>\
          <label>Name <input name=\"name\" id=\"vnet-name\" required value=\"{}\"></label>\
@@ -220,7 +221,11 @@ pub async fn new_vnet(
         return redirect;
     }
     let subscriptions = subscriptions(&mut visit, &tenant).await.unwrap_or_default();
-    visit.page("Create virtual network", &tenant, &vnet_form(&tenant, &subscriptions, &[], ""))
+    visit.page(
+        "Create virtual network",
+        &tenant,
+        &vnet_form(&tenant, &subscriptions, &[], "", &visit.csrf_field()),
+    )
 }
 
 pub async fn create_vnet(
@@ -275,7 +280,13 @@ pub async fn create_vnet(
         return visit.page(
             "Create virtual network",
             &tenant,
-            &vnet_form(&tenant, &own, &values, &html::error(&answer.error_text())),
+            &vnet_form(
+                &tenant,
+                &own,
+                &values,
+                &html::error(&answer.error_text()),
+                &visit.csrf_field(),
+            ),
         );
     }
     Redirect::to(&format!(

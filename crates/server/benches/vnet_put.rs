@@ -17,15 +17,13 @@
     clippy::print_stderr
 )]
 
-use std::sync::Arc;
-
 /// The `crosspool` binary's allocator (src/main.rs), so that the bench measures what it runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Running, ServeConfig, SystemClock};
+use server::{Running, ServeConfig};
 use store::resource::{Precondition, ResourceWrite};
 use store::{StoreConfig, Timestamp};
 
@@ -39,14 +37,7 @@ fn postgres_url() -> String {
 }
 
 async fn start(dir: &std::path::Path, database: Option<StoreConfig>, demo: bool) -> Running {
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        also_listen: Vec::new(),
-        data_dir: dir.to_owned(),
-        database,
-        demo,
-        clock: Arc::new(SystemClock),
-    };
+    let config = ServeConfig { database, demo, ..ServeConfig::local(dir.to_owned()) };
     server::start(config).await.unwrap()
 }
 

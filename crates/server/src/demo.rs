@@ -68,8 +68,8 @@ pub async fn ensure(
     }
     demo["endpoint"] = json!(origin);
     demo["ca_cert"] = json!(ca_cert.display().to_string());
-    std::fs::write(&path, serde_json::to_string_pretty(&demo)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    // It holds the demo users' passwords.
+    crate::files::write_secret(&path, serde_json::to_string_pretty(&demo)?.as_bytes())?;
     Ok(demo)
 }
 
@@ -87,6 +87,8 @@ async fn create_tenant(identity: &Identity, tenant: &DemoTenant) -> anyhow::Resu
                 display_name: format!("{name} ({})", tenant.key),
                 password_hash: password_hash(password),
                 is_admin,
+                account_enabled: true,
+                tokens_valid_after: 0,
             })
             .collect();
     let record = TenantRecord {

@@ -3,7 +3,9 @@
 
 pub mod az_setup;
 pub mod demo;
+pub mod files;
 pub mod tls;
+pub mod transport;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -31,6 +33,28 @@ pub struct ServeConfig {
     /// Create the demo world and write `demo.json`.
     pub demo: bool,
     pub clock: Arc<dyn Clock>,
+    /// Where the key that seals the signing keys in the store comes from; every replica of one
+    /// store needs the same.
+    pub kek: files::KekSource,
+    /// Connection deadlines and cap.
+    pub limits: transport::Limits,
+}
+
+impl ServeConfig {
+    /// A server on a free loopback port with SQLite and TLS in `data_dir`, no demo world, the
+    /// system clock, the key-encryption key in `data_dir` and the default limits.
+    pub fn local(data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database: None,
+            also_listen: Vec::new(),
+            demo: false,
+            clock: Arc::new(SystemClock),
+            kek: files::KekSource::DataDir,
+            limits: transport::Limits::default(),
+        }
+    }
 }
 
 /// The real clock.
@@ -99,6 +123,8 @@ fn origin_for(addr: SocketAddr) -> String {
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     // One crypto provider for rustls in this process; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    files::prepare_data_dir(&config.data_dir)?;
+    let kek = files::load_kek(&config.kek, &config.data_dir)?;
     let store_config =
         config.database.clone().unwrap_or_else(|| StoreConfig::sqlite(&config.data_dir));
     let store = tokio::task::spawn_blocking(move || Store::open(&store_config))
@@ -122,7 +148,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let origin = origin_for(addr);
 
     let identity = Arc::new(
-        Identity::start(store.clone(), &origin, config.clock.clone())
+        Identity::start(store.clone(), &origin, config.clock.clone(), kek)
             .await
             .context("starting the identity service")?,
     );
@@ -141,18 +167,30 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let routes = api.clone().merge(portal::router(api, &origin, config.clock.clone()));
     // A path with repeated slashes is tried again with them collapsed, then it is a 404.
     let collapsed = routes.clone().fallback(not_found);
-    let app = routes.fallback(move |request: axum::extract::Request| {
-        retry_collapsed(request, collapsed.clone())
-    });
+    let body_timeout = config.limits.body_timeout;
+    let app = routes
+        .fallback(move |request: axum::extract::Request| {
+            retry_collapsed(request, collapsed.clone())
+        })
+        .layer(axum::middleware::from_fn(move |request, next| {
+            transport::read_body(body_timeout, request, next)
+        }));
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.chain, &tls.key)
         .await
         .with_context(|| format!("loading {} and {}", tls.chain.display(), tls.key.display()))?;
+    // One cap for all listeners: they share the process's sockets.
+    let guard = transport::Guard::new(&config.limits);
     let mut servers = Vec::new();
     for listener in std::iter::once(listener).chain(extra_listeners) {
         let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, rustls_config.clone())
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config.clone())
+            .acceptor(guard.clone());
+        let mut server = axum_server::from_tcp(listener)
             .context("serving TLS on the listener")?
-            .handle(handle.clone());
+            .acceptor(acceptor)
+            .handle(handle.clone())
+            .first_request_timeout(config.limits.header_timeout);
+        server.http_builder().http1().header_read_timeout(config.limits.header_timeout);
         let task = tokio::spawn(
             server.serve(app.clone().into_make_service_with_connect_info::<SocketAddr>()),
         );

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -29,6 +30,12 @@ struct Cli {
     #[arg(long, global = true, env = "CROSSPOOL_DATABASE_URL")]
     database: Option<String>,
 
+    /// A file holding the key-encryption key that seals the signing keys in the store (base64
+    /// of 32 bytes, mode 0600). By default <data-dir>/kek, created on first start; every
+    /// replica of one store needs the same key. `CROSSPOOL_KEK` may hold the key itself.
+    #[arg(long, global = true, env = "CROSSPOOL_KEK_FILE")]
+    kek_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +54,19 @@ enum Command {
         /// Create demo tenants A and B with users, and write <data-dir>/demo.json.
         #[arg(long)]
         demo: bool,
+        /// Seconds a client has to send a request's headers, counted from when the connection
+        /// is ready for a request (so also how long an idle keep-alive connection stays open).
+        #[arg(long, default_value_t = 15)]
+        header_timeout: u64,
+        /// Seconds a client has to send a request's body.
+        #[arg(long, default_value_t = 30)]
+        body_timeout: u64,
+        /// Seconds a connection may stay silent in both directions before it is closed.
+        #[arg(long, default_value_t = 60)]
+        idle_timeout: u64,
+        /// Connections served at once; more are closed as they arrive.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
     },
     /// Administration straight on the store.
     #[command(subcommand)]
@@ -86,6 +106,16 @@ enum AdminCommand {
     /// Role assignments.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a signing key and sign with it from now on (every replica within a minute); the old
+    /// keys keep verifying until the tokens they signed have expired.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +184,35 @@ enum UserCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Disable a user (by UPN or object id): no sign-in, no refresh, and the tokens it holds
+    /// are refused at once.
+    Disable {
+        #[arg(long)]
+        user: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[arg(long)]
+        user: String,
+    },
+    /// Delete a user; the tokens it holds are refused at once.
+    Delete {
+        #[arg(long)]
+        user: String,
+    },
+    /// Set a new password (without --password a random one is printed once) and revoke every
+    /// token the user holds.
+    ResetPassword {
+        #[arg(long)]
+        user: String,
+        #[arg(long, env = "CROSSPOOL_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Revoke every token the user holds (Graph's revokeSignInSessions).
+    RevokeSessions {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +232,12 @@ enum AppCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Delete an app registration (by app id): no token is issued to it or refreshed for it
+    /// from then on, in any tenant.
+    Delete {
+        #[arg(long)]
+        app_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +253,14 @@ enum SpCommand {
     List {
         #[arg(long)]
         tenant: String,
+    },
+    /// Delete a service principal (by object id, or app id with --tenant): its app gets no token
+    /// in that tenant from then on, and ARM refuses the ones it holds.
+    Delete {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -215,9 +288,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(url) => StoreConfig::postgres(url),
         None => StoreConfig::sqlite(&cli.data_dir),
     };
+    let kek = kek_source(cli.kek_file.clone());
     match cli.command {
-        Command::Serve { listen, also_listen, demo } => {
-            serve(cli.data_dir, cli.database.map(StoreConfig::postgres), listen, also_listen, demo)
+        Command::Serve {
+            listen,
+            also_listen,
+            demo,
+            header_timeout,
+            body_timeout,
+            idle_timeout,
+            max_connections,
+        } => {
+            let limits = server::transport::Limits {
+                header_timeout: Duration::from_secs(header_timeout),
+                body_timeout: Duration::from_secs(body_timeout),
+                idle_timeout: Duration::from_secs(idle_timeout),
+                max_connections,
+            };
+            let config = server::ServeConfig {
+                listen,
+                also_listen,
+                database: cli.database.map(StoreConfig::postgres),
+                demo,
+                kek,
+                limits,
+                ..server::ServeConfig::local(cli.data_dir)
+            };
+            serve(config)
         }
         Command::AzSetup { endpoint, apply } => {
             let (commands, export) = server::az_setup::plan(&cli.data_dir, endpoint)?;
@@ -241,13 +338,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            runtime.block_on(admin_directory(&config, command))
+            runtime.block_on(admin_directory(&config, &cli.data_dir, &kek, command))
         }
     }
 }
 
+/// Where the key-encryption key comes from: `CROSSPOOL_KEK`, else `--kek-file`, else the data
+/// directory.
+fn kek_source(kek_file: Option<PathBuf>) -> server::files::KekSource {
+    match (std::env::var("CROSSPOOL_KEK"), kek_file) {
+        (Ok(text), _) if !text.trim().is_empty() => server::files::KekSource::Text(text),
+        (_, Some(path)) => server::files::KekSource::File(path),
+        _ => server::files::KekSource::DataDir,
+    }
+}
+
 /// The directory commands: each opens the store, changes or lists, and prints JSON.
-async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow::Result<()> {
+async fn admin_directory(
+    config: &StoreConfig,
+    data_dir: &std::path::Path,
+    kek: &server::files::KekSource,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
     use identity::directory;
     use serde_json::json;
     let store_config = config.clone();
@@ -269,12 +381,7 @@ async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow:
         AdminCommand::User(UserCommand::Create { tenant, upn, display_name, admin, password }) => {
             let tenant = directory::tenant(&store, &tenant).await?;
             let generated = password.is_none();
-            let password = password.unwrap_or_else(|| {
-                format!(
-                    "Cp1-{}",
-                    &identity::secret::new_client_secret().replace(['~', '-', '_'], "x")[..16]
-                )
-            });
+            let password = password.unwrap_or_else(random_password);
             let display_name = display_name.unwrap_or_else(|| upn.clone());
             let user =
                 directory::create_user(&store, &tenant, &upn, &display_name, &password, admin, now)
@@ -382,6 +489,68 @@ async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow:
                 "principalType": assignment.principal_type,
             })
         }
+        AdminCommand::Keys(KeysCommand::Rotate) => {
+            let kek = server::files::load_kek(kek, data_dir)?;
+            let kid = identity::rotate_keys(&store, &kek, now).await?;
+            json!({ "kid": kid, "signsWithin": format!("{} seconds on every replica", identity::KEY_RELOAD_MS / 1000) })
+        }
+        AdminCommand::User(UserCommand::Disable { user }) => {
+            let user = directory::user(&store, &user).await?;
+            directory::set_user_enabled(&store, &user.id, false).await?;
+            json!({ "id": user.id, "userPrincipalName": user.upn, "accountEnabled": false })
+        }
+        AdminCommand::User(UserCommand::Enable { user }) => {
+            let user = directory::user(&store, &user).await?;
+            directory::set_user_enabled(&store, &user.id, true).await?;
+            json!({ "id": user.id, "userPrincipalName": user.upn, "accountEnabled": true })
+        }
+        AdminCommand::User(UserCommand::Delete { user }) => {
+            let user = directory::user(&store, &user).await?;
+            directory::delete_user(&store, &user.id).await?;
+            json!({ "id": user.id, "userPrincipalName": user.upn, "deleted": true })
+        }
+        AdminCommand::User(UserCommand::RevokeSessions { user }) => {
+            let user = directory::user(&store, &user).await?;
+            directory::revoke_user_tokens(&store, &user.id, now).await?;
+            json!({ "id": user.id, "userPrincipalName": user.upn, "tokensRevoked": true })
+        }
+        AdminCommand::User(UserCommand::ResetPassword { user, password }) => {
+            let user = directory::user(&store, &user).await?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(random_password);
+            directory::reset_password(&store, &user.id, &password, now).await?;
+            let mut output =
+                json!({ "id": user.id, "userPrincipalName": user.upn, "tokensRevoked": true });
+            if generated {
+                output["password"] = json!(password);
+            }
+            output
+        }
+        AdminCommand::App(AppCommand::Delete { app_id }) => {
+            let lookup = app_id.clone();
+            let application = store
+                .read(move |tx| tx.application_by_app_id(&lookup))
+                .await?
+                .with_context(|| format!("no app registration has the app id {app_id}"))?;
+            directory::delete_application(&store, &application.id).await?;
+            json!({ "appId": application.app_id, "id": application.id, "deleted": true })
+        }
+        AdminCommand::Sp(SpCommand::Delete { id, tenant }) => {
+            let service_principal = match tenant {
+                Some(tenant) => {
+                    let tenant = directory::tenant(&store, &tenant).await?;
+                    let app_id = id.clone();
+                    store.read(move |tx| tx.service_principal_find(&tenant.id, &app_id)).await?
+                }
+                None => {
+                    let lookup = id.clone();
+                    store.read(move |tx| tx.service_principal_get(&lookup)).await?
+                }
+            }
+            .with_context(|| format!("no service principal {id}"))?;
+            directory::delete_service_principal(&store, &service_principal.id).await?;
+            json!({ "id": service_principal.id, "appId": service_principal.app_id, "tenantId": service_principal.tenant_id, "deleted": true })
+        }
         AdminCommand::Sp(SpCommand::List { tenant }) => {
             let tenant = directory::tenant(&store, &tenant).await?;
             let service_principals =
@@ -393,27 +562,18 @@ async fn admin_directory(config: &StoreConfig, command: AdminCommand) -> anyhow:
     Ok(())
 }
 
-fn serve(
-    data_dir: PathBuf,
-    database: Option<StoreConfig>,
-    listen: std::net::SocketAddr,
-    also_listen: Vec<std::net::SocketAddr>,
-    demo: bool,
-) -> anyhow::Result<()> {
+/// A random password of letters and digits with the character classes password rules ask for.
+fn random_password() -> String {
+    format!("Cp1-{}", &identity::secret::new_client_secret().replace(['~', '-', '_'], "x")[..16])
+}
+
+fn serve(config: server::ServeConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let clock = std::sync::Arc::new(server::SystemClock);
-        let config = server::ServeConfig {
-            listen,
-            also_listen,
-            data_dir: data_dir.clone(),
-            database,
-            demo,
-            clock,
-        };
+        let data_dir = config.data_dir.clone();
         let running = server::start(config).await?;
         println!("crosspool is listening on {}", running.origin);
         println!("trust its CA certificate: {}", running.ca_cert.display());

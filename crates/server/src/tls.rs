@@ -31,7 +31,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<TlsFiles> {
     if files.ca_cert.exists() && files.chain.exists() && files.key.exists() {
         return Ok(files);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::files::create_private_dir(&dir)?;
     let ca_key = KeyPair::generate().context("generating the CA key")?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
     ca_params.distinguished_name.push(DnType::CommonName, "crosspool local CA");
@@ -62,12 +62,11 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<TlsFiles> {
     let server_cert =
         server_params.signed_by(&server_key, &issuer).context("signing the server certificate")?;
 
-    write(&files.ca_cert, &ca_cert.pem())?;
-    write(&files.chain, &format!("{}{}", server_cert.pem(), ca_cert.pem()))?;
-    write(&files.key, &server_key.serialize_pem())?;
+    crate::files::write_public(&files.ca_cert, ca_cert.pem().as_bytes())?;
+    crate::files::write_public(
+        &files.chain,
+        format!("{}{}", server_cert.pem(), ca_cert.pem()).as_bytes(),
+    )?;
+    crate::files::write_secret(&files.key, server_key.serialize_pem().as_bytes())?;
     Ok(files)
-}
-
-fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
-    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }

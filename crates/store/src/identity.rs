@@ -27,6 +27,11 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Tenant administrators may manage every app registration of the tenant.
     pub is_admin: bool,
+    /// A disabled user cannot sign in, refresh, or use a token issued before.
+    pub account_enabled: bool,
+    /// Tokens issued before this second (since the epoch) are refused: set when the password is
+    /// reset or the user's sessions are revoked.
+    pub tokens_valid_after: i64,
 }
 
 /// An app registration in its home tenant.
@@ -73,11 +78,36 @@ pub struct ServicePrincipalRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     pub kid: String,
-    /// The RSA private key, PKCS#8 DER.
-    pub pkcs8_der: Vec<u8>,
+    pub private_key: PrivateKey,
     pub created_at: Timestamp,
     /// When it stops verifying tokens; `None` while it is the active key.
     pub retire_at: Option<Timestamp>,
+}
+
+/// A signing key's private half as the store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PrivateKey {
+    /// PKCS#8 DER in clear, as versions before schema 9 wrote it; sealed at the next start.
+    Plain(Vec<u8>),
+    /// PKCS#8 DER sealed with the key-encryption key (`identity::kek`).
+    Sealed(Vec<u8>),
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrivateKey::Plain(_) => f.write_str("Plain(..)"),
+            PrivateKey::Sealed(bytes) => write!(f, "Sealed({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Whether a principal may still use the tokens it holds, as ARM checks on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalStatus {
+    pub account_enabled: bool,
+    /// Tokens issued before this second are refused.
+    pub tokens_valid_after: i64,
 }
 
 /// An issued, not yet redeemed authorization code. The code itself is never stored.
@@ -140,6 +170,8 @@ fn user_from(row: &Row) -> UserRecord {
         display_name: row.text(3).to_owned(),
         password_hash: row.text(4).to_owned(),
         is_admin: row.int(5) != 0,
+        account_enabled: row.int(6) != 0,
+        tokens_valid_after: row.int(7),
     }
 }
 
@@ -171,7 +203,7 @@ fn service_principal_from(row: &Row) -> ServicePrincipalRecord {
 }
 
 const TENANT: &str = "SELECT id, domain, display_name FROM tenants";
-const USER: &str = "SELECT id, tenant_id, upn, display_name, password_hash, is_admin FROM users";
+const USER: &str = "SELECT id, tenant_id, upn, display_name, password_hash, is_admin, account_enabled, tokens_valid_after FROM users";
 const APPLICATION: &str = "SELECT id, app_id, tenant_id, display_name, sign_in_audience, owner_id, redirect_uris, created_at FROM applications";
 const SERVICE_PRINCIPAL: &str =
     "SELECT id, tenant_id, app_id, display_name FROM service_principals";
@@ -331,16 +363,57 @@ impl ReadTx<'_> {
     pub fn signing_keys(&mut self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         let rows = self
             .tx
-            .query("SELECT kid, pkcs8_der, created_at, retire_at FROM signing_keys ORDER BY created_at DESC, kid", &[])?;
+            .query("SELECT kid, pkcs8_der, created_at, retire_at, sealed_key FROM signing_keys ORDER BY created_at DESC, kid", &[])?;
         Ok(rows
             .iter()
             .map(|row| SigningKeyRecord {
                 kid: row.text(0).to_owned(),
-                pkcs8_der: row.blob(1).to_vec(),
+                private_key: match row.opt_blob(4) {
+                    Some(sealed) => PrivateKey::Sealed(sealed.to_vec()),
+                    None => PrivateKey::Plain(row.blob(1).to_vec()),
+                },
                 created_at: Timestamp(row.int(2)),
                 retire_at: row.opt_int(3).map(Timestamp),
             })
             .collect())
+    }
+
+    /// Whether `principal_id` (a user's object id) or an administrator for everyone consented to
+    /// `app_id` in `tenant_id`.
+    pub fn consent_exists(
+        &mut self,
+        tenant_id: &str,
+        app_id: &str,
+        principal_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = self.tx.query_opt(
+            "SELECT 1 FROM consents WHERE tenant_id = $1 AND app_id = $2 AND principal_id IN ('', $3)",
+            &[tenant_id.into(), app_id.to_ascii_lowercase().into(), principal_id.into()],
+        )?;
+        Ok(row.is_some())
+    }
+
+    /// Whether the user or service principal with this object id exists and may use its tokens,
+    /// through the cache of authorization reads: ARM asks on every request.
+    pub fn principal_status(
+        &mut self,
+        object_id: &str,
+    ) -> Result<Option<PrincipalStatus>, StoreError> {
+        let id = object_id.to_ascii_lowercase();
+        self.cached(
+            || format!("principal_status {id:?}"),
+            |tx| {
+                let row = tx.tx.query_opt(
+                    "SELECT account_enabled, tokens_valid_after FROM users WHERE id = $1 \
+                     UNION ALL SELECT 1, 0 FROM service_principals WHERE id = $1",
+                    &[id.as_str().into()],
+                )?;
+                Ok(row.map(|row| PrincipalStatus {
+                    account_enabled: row.int(0) != 0,
+                    tokens_valid_after: row.int(1),
+                }))
+            },
+        )
     }
 }
 
@@ -372,8 +445,8 @@ impl WriteTx<'_> {
             return Err(StoreError::AlreadyExists { what: "user", id: user.upn.clone() });
         }
         self.tx.execute(
-            "INSERT INTO users (id, tenant_id, upn, display_name, password_hash, is_admin, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO users (id, tenant_id, upn, display_name, password_hash, is_admin, created_at, account_enabled, tokens_valid_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 user.id.as_str().into(),
                 user.tenant_id.as_str().into(),
@@ -382,7 +455,104 @@ impl WriteTx<'_> {
                 user.password_hash.as_str().into(),
                 Value::Int(i64::from(user.is_admin)),
                 Value::Int(now.0),
+                Value::Int(i64::from(user.account_enabled)),
+                Value::Int(user.tokens_valid_after),
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Enables or disables a user.
+    pub fn user_set_enabled(&mut self, id: &str, enabled: bool) -> Result<(), StoreError> {
+        let n_updated = self.tx.execute(
+            "UPDATE users SET account_enabled = $1 WHERE id = $2",
+            &[Value::Int(i64::from(enabled)), id.into()],
+        )?;
+        if n_updated == 0 {
+            return Err(StoreError::NotFound { what: "user", id: id.to_owned() });
+        }
+        Ok(())
+    }
+
+    /// Refuses every token the user holds: tokens issued before `valid_after` (seconds), and
+    /// any issued since the last revocation (the mark always moves forward, by at least a
+    /// second, because tokens issued after a revocation in the same second carry its mark);
+    /// with a new password hash, sets the password too.
+    pub fn user_revoke_tokens(
+        &mut self,
+        id: &str,
+        valid_after: i64,
+        new_password_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const NEXT: &str =
+            "CASE WHEN tokens_valid_after + 1 > $1 THEN tokens_valid_after + 1 ELSE $1 END";
+        let n_updated = match new_password_hash {
+            Some(hash) => self.tx.execute(
+                &format!(
+                    "UPDATE users SET tokens_valid_after = {NEXT}, password_hash = $2 WHERE id = $3"
+                ),
+                &[Value::Int(valid_after), hash.into(), id.into()],
+            )?,
+            None => self.tx.execute(
+                &format!("UPDATE users SET tokens_valid_after = {NEXT} WHERE id = $2"),
+                &[Value::Int(valid_after), id.into()],
+            )?,
+        };
+        if n_updated == 0 {
+            return Err(StoreError::NotFound { what: "user", id: id.to_owned() });
+        }
+        Ok(())
+    }
+
+    /// Deletes a user with the consents it gave and its pending codes. Role assignments naming
+    /// it stay, as in Azure, and no longer match anyone.
+    pub fn user_delete(&mut self, id: &str) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM consents WHERE principal_id = $1", &[id.into()])?;
+        self.tx.execute("DELETE FROM authorization_codes WHERE user_id = $1", &[id.into()])?;
+        self.tx.execute("DELETE FROM device_codes WHERE user_id = $1", &[id.into()])?;
+        if self.tx.execute("DELETE FROM users WHERE id = $1", &[id.into()])? == 0 {
+            return Err(StoreError::NotFound { what: "user", id: id.to_owned() });
+        }
+        Ok(())
+    }
+
+    /// Records consent to `app_id` in `tenant_id`: for one user, or for everyone with
+    /// `principal_id` `""`. Consenting twice changes nothing.
+    pub fn consent_grant(
+        &mut self,
+        tenant_id: &str,
+        app_id: &str,
+        principal_id: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO consents (tenant_id, app_id, principal_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, app_id, principal_id) DO NOTHING",
+            &[
+                tenant_id.into(),
+                app_id.to_ascii_lowercase().into(),
+                principal_id.into(),
+                Value::Int(now.0),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the device and authorization codes that expired before `now`.
+    pub fn codes_delete_expired(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM device_codes WHERE expires_at <= $1", &[Value::Int(now.0)])?;
+        self.tx.execute(
+            "DELETE FROM authorization_codes WHERE expires_at <= $1",
+            &[Value::Int(now.0)],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a key's clear private half with its sealed form.
+    pub fn signing_key_seal(&mut self, kid: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE signing_keys SET sealed_key = $1, pkcs8_der = $2 WHERE kid = $3",
+            &[sealed.to_vec().into(), Vec::<u8>::new().into(), kid.into()],
         )?;
         Ok(())
     }
@@ -504,24 +674,36 @@ impl WriteTx<'_> {
         Ok(())
     }
 
+    /// Deletes a service principal with the consents given to its app in its tenant.
     pub fn service_principal_delete(&mut self, id: &str) -> Result<(), StoreError> {
         let id = id.to_ascii_lowercase();
-        if self.tx.execute("DELETE FROM service_principals WHERE id = $1", &[id.as_str().into()])?
-            == 0
-        {
+        let Some(service_principal) = self.service_principal_get(&id)? else {
             return Err(StoreError::NotFound { what: "service principal", id });
-        }
+        };
+        self.tx.execute(
+            "DELETE FROM consents WHERE tenant_id = $1 AND app_id = $2",
+            &[
+                service_principal.tenant_id.as_str().into(),
+                service_principal.app_id.as_str().into(),
+            ],
+        )?;
+        self.tx.execute("DELETE FROM service_principals WHERE id = $1", &[id.as_str().into()])?;
         Ok(())
     }
 
     pub fn signing_key_insert(&mut self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let (plain, sealed) = match &key.private_key {
+            PrivateKey::Plain(der) => (der.clone(), None),
+            PrivateKey::Sealed(sealed) => (Vec::new(), Some(sealed.clone())),
+        };
         self.tx.execute(
-            "INSERT INTO signing_keys (kid, pkcs8_der, created_at, retire_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO signing_keys (kid, pkcs8_der, created_at, retire_at, sealed_key) VALUES ($1, $2, $3, $4, $5)",
             &[
                 key.kid.as_str().into(),
-                key.pkcs8_der.clone().into(),
+                plain.into(),
                 Value::Int(key.created_at.0),
                 key.retire_at.map(|at| at.0).into(),
+                sealed.into(),
             ],
         )?;
         Ok(())

@@ -19,7 +19,7 @@ pub mod pool;
 pub mod resource;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -62,6 +62,19 @@ impl StoreConfig {
     /// PostgreSQL at `url`, in its default schema, with up to 16 connections.
     pub fn postgres(url: impl Into<String>) -> StoreConfig {
         StoreConfig::Postgres { url: url.into(), schema: None, max_connections: 16 }
+    }
+}
+
+/// Creates `dir` (0700) and an empty `path` in it readable by its owner only (0600), unless they
+/// exist. SQLite gives the WAL and shared-memory files the mode of the database file, so they
+/// are private too: the store holds the signing keys and password hashes.
+fn create_private_file(dir: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }
 
@@ -109,11 +122,11 @@ impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         let (opener, location, n_writers, n_readers, n_leaders) = match config {
             StoreConfig::Sqlite { data_dir, busy_timeout } => {
-                std::fs::create_dir_all(data_dir).map_err(|error| StoreError::Open {
-                    location: data_dir.display().to_string(),
+                let path = data_dir.join("crosspool.db");
+                create_private_file(data_dir, &path).map_err(|error| StoreError::Open {
+                    location: path.display().to_string(),
                     source: Box::new(error),
                 })?;
-                let path = data_dir.join("crosspool.db");
                 let location = path.display().to_string();
                 (Opener::Sqlite { path, busy_timeout: *busy_timeout }, location, 1, 4, 1)
             }

@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_overlap_trigger.sql"),
         postgres: include_str!("../migrations/postgres/0008_overlap_trigger.sql"),
     },
+    Migration {
+        version: 9,
+        sqlite: include_str!("../migrations/sqlite/0009_identity_hardening.sql"),
+        postgres: include_str!("../migrations/postgres/0009_identity_hardening.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -233,7 +233,8 @@ pub fn tags(body: &Value, existing: Option<&Doc>) -> Result<Value, ArmError> {
 
 /// A location from the body, required unless the resource exists (then it may not change).
 pub fn location(body: &Value, existing: Option<&Doc>) -> Result<String, ArmError> {
-    let given = crate::request::opt_str(body, "location")?.map(crate::groups::normalize_location);
+    let given =
+        crate::request::opt_str(body, "location")?.map(crate::location::parse).transpose()?;
     let stored = existing.and_then(|doc| doc.body["location"].as_str()).map(str::to_owned);
     match (given, stored) {
         (Some(given), Some(stored)) if given != stored => Err(ArmError::new(

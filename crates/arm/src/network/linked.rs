@@ -23,9 +23,18 @@ pub const DISASSOCIATE: &str =
 
 /// The request's auxiliary tokens, verified.
 pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
-    let Some(header) = ctx.headers.get("x-ms-authorization-auxiliary") else {
+    let mut headers = ctx.headers.get_all("x-ms-authorization-auxiliary").iter();
+    let Some(header) = headers.next() else {
         return Ok(Vec::new());
     };
+    // One header carries every auxiliary token; a second one would otherwise go unchecked.
+    if headers.next().is_some() {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidAuxiliaryTokens",
+            "The x-ms-authorization-auxiliary header appears more than once; send every auxiliary token in one header, separated by commas.",
+        ));
+    }
     let origin = ctx.arm.identity().origin().to_owned();
     let refuse = |message: String| {
         ArmError::unauthorized("InvalidAuthenticationToken", message, &format!("{origin}/common"))
@@ -53,7 +62,7 @@ pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
                 at + 1
             )));
         };
-        let aux = authenticate(&ctx.arm, token).await.map_err(|error| {
+        let aux = authenticate(&ctx.arm, token, &ctx.ticket).await.map_err(|error| {
             refuse(format!(
                 "Auxiliary token {} in the x-ms-authorization-auxiliary header is invalid: {}",
                 at + 1,

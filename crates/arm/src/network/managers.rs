@@ -14,7 +14,7 @@ use super::docs::{self, Doc, MANAGER_TYPE, POOL_TYPE, SCOPE_CONNECTION_TYPE};
 use crate::error::{ArmError, json};
 use crate::operation;
 use crate::path::ResourceRef;
-use crate::request::{Ctx, invalid_field, opt_str, opt_strings};
+use crate::request::{Ctx, invalid_field, opt_object, opt_str, opt_strings};
 
 const SCOPE_ACCESSES: [&str; 4] = ["SecurityAdmin", "Connectivity", "SecurityUser", "Routing"];
 
@@ -125,7 +125,7 @@ async fn put(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
     } else {
         docs::check_name(id.rsplit('/').next().unwrap_or_default(), "network manager")?;
         let location = docs::location(&body, existing.as_ref())?;
-        if body["properties"]["networkManagerScopes"].is_null() {
+        if opt_object(&body, "properties.networkManagerScopes")?.is_none() {
             return Err(invalid_field("properties.networkManagerScopes", "is required"));
         }
         let subscriptions = opt_strings(&body, "properties.networkManagerScopes.subscriptions")?

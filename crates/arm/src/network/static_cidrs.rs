@@ -58,16 +58,24 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
         }
         Method::PUT => put(ctx, &pool, &id).await,
         Method::DELETE => {
-            let (lookup, now, request_id) = (id.clone(), ctx.now, ctx.ids.request_id.clone());
+            let (lookup, now, request_id, precondition) =
+                (id.clone(), ctx.now, ctx.ids.request_id.clone(), ctx.precondition());
             ctx.arm
                 .identity()
                 .store()
                 .write(move |tx| {
-                    let Some(doc) = docs::get(tx, STATIC_CIDR_TYPE, &lookup)? else {
-                        return Ok(());
-                    };
-                    docs::release_all(tx, &doc.id, Change { now, request_id: &request_id })?;
-                    tx.resource_delete(&doc.id, &store::resource::Precondition::None)?;
+                    // The precondition is checked as the document is deleted; the space goes back
+                    // in the same transaction, or not at all.
+                    let deleted = tx
+                        .resource_delete(&lookup, &precondition)
+                        .map_err(crate::error::precondition_failed)?;
+                    if let Some(deleted) = deleted {
+                        docs::release_all(
+                            tx,
+                            &deleted.id,
+                            Change { now, request_id: &request_id },
+                        )?;
+                    }
                     Ok::<_, ArmError>(())
                 })
                 .await?;

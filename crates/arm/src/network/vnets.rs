@@ -167,6 +167,7 @@ fn parse_subnet(item: &Value, at: usize, existing: Option<&Value>) -> Result<Sub
     let here = format!("properties.subnets[{at}]");
     let name = opt_str(item, "name")?
         .ok_or_else(|| invalid_field(&format!("{here}.name"), "is required"))?;
+    docs::check_name(name, "subnet").map_err(|error| error.with_target(format!("{here}.name")))?;
     let mut texts = opt_strings(item, "properties.addressPrefixes")?.unwrap_or_default();
     if let Some(single) = opt_str(item, "properties.addressPrefix")?
         && !texts.iter().any(|text| text == single)
@@ -348,6 +349,7 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
             &existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?.served(),
         )),
         Method::PUT => {
+            docs::check_name(reference.names()[0], "virtual network")?;
             let body = ctx.json_body()?;
             let (doc, created, operation) = write(ctx, &id, existing, &body).await?;
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -1018,6 +1020,7 @@ pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
             let mut list = subnets.clone();
             let created = at.is_none();
             if ctx.method == Method::PUT {
+                docs::check_name(&name, "subnet")?;
                 let given = ctx.json_body()?;
                 let entry = json!({"name": at.map_or(name.clone(), |at| subnets[at]["name"].as_str().unwrap_or_default().to_owned()), "properties": given["properties"].clone()});
                 match at {

@@ -8,7 +8,9 @@ use super::*;
 fn key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        SigningKey::from_record(&generate_key(&mut rand::rngs::OsRng, Timestamp(0))).unwrap()
+        let kek = crate::kek::Kek::parse(&crate::kek::Kek::generate_text()).unwrap();
+        SigningKey::from_record(&generate_key(&mut rand::rngs::OsRng, Timestamp(0), &kek), &kek)
+            .unwrap()
     })
 }
 

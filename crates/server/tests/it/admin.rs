@@ -203,14 +203,7 @@ async fn directory_commands_create_what_the_server_signs_in_with() {
     assert!(stderr(&output).contains("only a multi-tenant application"), "{}", stderr(&output));
 
     // The server on the same data dir signs both in.
-    let config = server::ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        also_listen: Vec::new(),
-        data_dir: dir.path().to_owned(),
-        database: None,
-        demo: false,
-        clock: std::sync::Arc::new(server::SystemClock),
-    };
+    let config = server::ServeConfig::local(dir.path().to_owned());
     let running = server::start(config).await.unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(

@@ -259,12 +259,14 @@ async fn a_subscription_is_shown_only_to_tokens_of_its_tenant() {
 async fn forged_token(server: &TestServer, issuer: &str) -> String {
     let keys = server.running.store.read(|tx| tx.signing_keys()).await.unwrap();
     let record = keys.iter().find(|key| key.retire_at.is_none()).unwrap();
-    let key = identity::jwt::SigningKey::from_record(record).unwrap();
+    let key = identity::jwt::SigningKey::from_record(record, &server.kek()).unwrap();
     let now = identity::Clock::now(&server::SystemClock).0 / 1000;
     let tenant_id = server.demo("B", "tenant_id");
+    let (upn, _) = server.demo_user("B", "admin");
+    let user = server.running.store.read(move |tx| tx.user_by_upn(&upn)).await.unwrap().unwrap();
     let serde_json::Value::Object(claims) = serde_json::json!({
         "aud": "https://management.azure.com/", "iss": issuer, "iat": now, "nbf": now, "exp": now + 600,
-        "tid": tenant_id, "oid": "00000000-0000-0000-0000-00000000000b", "idtyp": "user", "ver": "2.0",
+        "tid": tenant_id, "oid": user.id, "idtyp": "user", "ver": "2.0",
     }) else {
         unreachable!()
     };

@@ -91,7 +91,7 @@ async fn msals_interactive_flow_signs_in_posts_the_code_back_and_redeems_it_once
         sign_in(&server, &authorize_query("form_post", "state-1"), &username, &password).await;
     assert_eq!(response.status().as_u16(), 200);
     let html = response.text().await.unwrap();
-    assert!(html.contains(&format!("action=\"{REDIRECT}\"")), "{html}");
+    assert!(html.contains(&format!("action=\"{REDIRECT}/\"")), "{html}");
     assert_eq!(hidden(&html, "state").as_deref(), Some("state-1"));
     let code = hidden(&html, "code").unwrap();
     let (status, body) = redeem(&server, &code, VERIFIER).await;
@@ -116,7 +116,7 @@ async fn a_query_mode_code_needs_the_right_verifier() {
     assert_eq!(response.status().as_u16(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(
-        location.starts_with(&format!("{REDIRECT}?code=")) && location.ends_with("&state=s"),
+        location.starts_with(&format!("{REDIRECT}/?code=")) && location.ends_with("&state=s"),
         "{location}"
     );
     let code = location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();

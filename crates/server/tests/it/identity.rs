@@ -190,7 +190,7 @@ async fn a_wrong_password_is_aadsts50126_and_repeated_failures_lock_the_user() {
         body["correlation_id"], "0f6a7c8e-1111-4222-8333-944455556666",
         "the client's request id is echoed"
     );
-    for _ in 1..identity::limiter::MAX_FAILURES {
+    for _ in 1..identity::limiter::MAX_FAILURES_PER_ACCOUNT_AND_SOURCE {
         attempt("wrong".to_owned()).await;
     }
     let (status, body) = attempt(password).await;

@@ -504,10 +504,12 @@ impl Drop for Replica {
 }
 
 /// Starts `crosspool serve` on a free port with its own data dir and the shared database.
-fn replica(data_dir: &std::path::Path, database: &str, demo: bool) -> Replica {
+fn replica(data_dir: &std::path::Path, database: &str, kek: &str, demo: bool) -> Replica {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_crosspool"));
+    // Every replica of one store seals and opens the signing keys with the same key.
     command
+        .env("CROSSPOOL_KEK", kek)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--database", database, "serve", "--listen", "127.0.0.1:0"])
@@ -555,15 +557,16 @@ async fn two_server_processes_share_postgres_without_overlaps() {
     let separator = if url.contains('?') { '&' } else { '?' };
     let database = format!("{url}{separator}options=-c%20search_path%3D{schema}%2Cpublic");
     let (dir_1, dir_2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let kek = identity::kek::Kek::generate_text();
     let first = tokio::task::spawn_blocking({
-        let (path, database) = (dir_1.path().to_owned(), database.clone());
-        move || replica(&path, &database, true)
+        let (path, database, kek) = (dir_1.path().to_owned(), database.clone(), kek.clone());
+        move || replica(&path, &database, &kek, true)
     })
     .await
     .unwrap();
     let second = tokio::task::spawn_blocking({
-        let (path, database) = (dir_2.path().to_owned(), database.clone());
-        move || replica(&path, &database, false)
+        let (path, database, kek) = (dir_2.path().to_owned(), database.clone(), kek.clone());
+        move || replica(&path, &database, &kek, false)
     })
     .await
     .unwrap();

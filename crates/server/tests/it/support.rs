@@ -1,11 +1,10 @@
 //! A real server on a free loopback port with a fresh data dir and the demo world, and an HTTPS
 //! client that trusts its CA.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
-use server::{Running, ServeConfig, SystemClock};
+use server::{Running, ServeConfig};
 use store::StoreConfig;
 
 /// Which store a test server runs on.
@@ -95,14 +94,8 @@ impl TestServer {
                 (Some(config), Some(schema))
             }
         };
-        let config = ServeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            also_listen: Vec::new(),
-            data_dir: dir.path().to_owned(),
-            database,
-            demo: true,
-            clock: Arc::new(SystemClock),
-        };
+        let config =
+            ServeConfig { database, demo: true, ..ServeConfig::local(dir.path().to_owned()) };
         let running = server::start(config).await.unwrap();
         let ca = std::fs::read(&running.ca_cert).unwrap();
         let client = reqwest::Client::builder()
@@ -110,6 +103,25 @@ impl TestServer {
             .build()
             .unwrap();
         Some(TestServer { running, client, _dir: dir, schema })
+    }
+
+    /// The `--database` URL of the server's PostgreSQL schema, for `crosspool admin`; `None`
+    /// on SQLite.
+    pub fn database_url(&self) -> Option<String> {
+        let schema = self.schema.as_ref()?;
+        let url = postgres_url();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        Some(format!("{url}{separator}options=-c%20search_path%3D{schema}%2Cpublic"))
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// The key-encryption key in the data directory, which seals the signing keys.
+    pub fn kek(&self) -> identity::kek::Kek {
+        server::files::load_kek(&server::files::KekSource::DataDir, self.data_dir()).unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -9,7 +9,7 @@ use ipam::prefix::Prefix;
 use store::authorization::{RoleAssignmentRecord, SubscriptionRecord};
 use store::cache::{CACHED_TYPES, Ticket};
 use store::error::StoreError;
-use store::identity::TenantRecord;
+use store::identity::{ServicePrincipalRecord, TenantRecord, UserRecord};
 use store::pool::NewPool;
 use store::resource::{Precondition, ResourceWrite};
 use store::{StoreConfig, Timestamp};
@@ -49,6 +49,9 @@ fn seen(test: &TestStore, ticket: &Arc<Ticket>) -> String {
                 format!("{:?}", tx.subscription_get("s1")?),
                 format!("{:?}", tx.role_assignments_for_principal("p1")?),
                 format!("{:?}", tx.pool_by_key(POOL_KEY)?),
+                format!("{:?}", tx.principal_status("u1")?),
+                format!("{:?}", tx.principal_status("sp1")?),
+                format!("{:?}", tx.principal_status("sp2")?),
             ];
             for resource_type in CACHED_TYPES.iter().chain([&VNET_TYPE]) {
                 seen.push(format!(
@@ -80,6 +83,28 @@ fn populate(test: &TestStore) {
                 state: "Enabled".to_owned(),
             };
             tx.subscription_create(&subscription, Timestamp(0))?;
+            tx.user_create(
+                &UserRecord {
+                    id: "u1".to_owned(),
+                    tenant_id: "t1".to_owned(),
+                    upn: "u1@t1.example".to_owned(),
+                    display_name: "u1".to_owned(),
+                    password_hash: "x".to_owned(),
+                    is_admin: false,
+                    account_enabled: true,
+                    tokens_valid_after: 0,
+                },
+                Timestamp(0),
+            )?;
+            tx.service_principal_create(
+                &ServicePrincipalRecord {
+                    id: "sp1".to_owned(),
+                    tenant_id: "t1".to_owned(),
+                    app_id: "app1".to_owned(),
+                    display_name: "sp1".to_owned(),
+                },
+                Timestamp(0),
+            )?;
             tx.role_assignment_create(&RoleAssignmentRecord {
                 name: "a1".to_owned(),
                 scope: "/subscriptions/s1".to_owned(),
@@ -125,6 +150,12 @@ both_backends! {
             "DELETE FROM pool_prefixes".to_owned(),
             "INSERT INTO pool_prefixes (pool_id, addr, len) SELECT pool_id, addr, len FROM root_prefixes"
                 .to_owned(),
+            // ARM's check that a token's principal may still use it (issue 19, item 12).
+            "UPDATE users SET account_enabled = 0".to_owned(),
+            "UPDATE users SET tokens_valid_after = 5".to_owned(),
+            "DELETE FROM users".to_owned(),
+            "INSERT INTO service_principals (id, tenant_id, app_id, display_name, created_at) VALUES ('sp2', 't1', 'app2', 'sp2', 0)".to_owned(),
+            "DELETE FROM service_principals WHERE id = 'sp1'".to_owned(),
         ];
         for resource_type in CACHED_TYPES {
             let (first, second) = (id_of(resource_type, 1), id_of(resource_type, 2));

@@ -60,8 +60,9 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
         (pool, store.read_blocking(|tx| tx.allocations_of_pool(pool)).unwrap())
     };
     assert_eq!(before.iter().map(|allocation| allocation.blocks().len()).sum::<usize>(), 3 + 1 + 6);
-    // Back to the schema of version 5: without version 7's cache generation and its triggers,
-    // the blocks in a rowid table with two indexes, and the allocations indexed by pool.
+    // Back to the schema of version 5: without version 7's cache generation and its triggers (and
+    // version 9's), the blocks in a rowid table with two indexes, the allocations indexed by pool,
+    // and none of version 9's directory columns and tables.
     let connection = rusqlite::Connection::open(dir.path().join("crosspool.db")).unwrap();
     let triggers: Vec<String> = connection
         .prepare(
@@ -72,7 +73,7 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(triggers.len(), 15);
+    assert_eq!(triggers.len(), 21);
     for trigger in triggers {
         connection.execute_batch(&format!("DROP TRIGGER {trigger}")).unwrap();
     }
@@ -88,6 +89,12 @@ fn sqlite_allocations_survive_the_rebuild_of_their_blocks_table() {
              CREATE INDEX allocation_blocks_by_allocation ON allocation_blocks (allocation_id); \
              CREATE INDEX allocations_by_pool ON allocations (pool_id, id); \
              DROP TABLE cache_generation; \
+             DROP TABLE consents; \
+             DROP INDEX device_codes_by_expiry; \
+             DROP INDEX authorization_codes_by_expiry; \
+             ALTER TABLE users DROP COLUMN account_enabled; \
+             ALTER TABLE users DROP COLUMN tokens_valid_after; \
+             ALTER TABLE signing_keys DROP COLUMN sealed_key; \
              DELETE FROM crosspool_schema WHERE version >= 6; \
              COMMIT;",
         )

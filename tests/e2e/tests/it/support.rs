@@ -2,11 +2,10 @@
 //! claims, and the lock for port 443.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::Value;
-use server::{Running, ServeConfig, SystemClock};
+use server::{Running, ServeConfig};
 use store::identity::{ApplicationRecord, TenantRecord};
 
 /// MSAL looks up the user realm on port 443 of the authority's host before a password sign-in
@@ -30,14 +29,8 @@ pub fn can_serve_port_443() -> bool {
 
 /// A demo server in `dir`, also serving `also_listen`.
 pub async fn start_server(dir: &tempfile::TempDir, also_listen: Vec<SocketAddr>) -> Running {
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        also_listen,
-        data_dir: dir.path().to_owned(),
-        database: None,
-        demo: true,
-        clock: Arc::new(SystemClock),
-    };
+    let config =
+        ServeConfig { also_listen, demo: true, ..ServeConfig::local(dir.path().to_owned()) };
     server::start(config).await.unwrap()
 }
 
