@@ -124,7 +124,11 @@ impl Identity {
                 })
                 .await?;
         }
-        seal_plain_keys(&store, &kek).await?;
+        // A key an older version stored in clear may linger in the database's free pages and in
+        // old backups even once sealed: it is retired, and a key sealed from birth signs.
+        if seal_plain_keys(&store, &kek).await? {
+            rotate_keys(&store, &kek, now).await?;
+        }
         let keys = load_keys(&store, &kek, now).await?;
         Ok(Identity {
             store,
@@ -167,8 +171,12 @@ impl Identity {
         format!("{}/{tenant_id}/v2.0", self.origin)
     }
 
-    /// The JWKS document.
-    pub fn jwks(&self) -> serde_json::Value {
+    /// The JWKS document, with the keys as the store has them now (a key rotated by another
+    /// replica or `crosspool admin keys rotate` is published at once).
+    pub async fn jwks(&self) -> serde_json::Value {
+        if let Ok(keys) = load_keys(&self.store, &self.kek, self.now()).await {
+            *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+        }
         let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let jwks: Vec<serde_json::Value> =
             keys.verifier.published(self.now()).iter().map(|key| key.jwk()).collect();
@@ -271,8 +279,8 @@ pub async fn rotate_keys(store: &Store, kek: &Kek, now: Timestamp) -> Result<Str
     Ok(kid)
 }
 
-/// Seals, with `kek`, every signing key stored in clear.
-async fn seal_plain_keys(store: &Store, kek: &Kek) -> Result<(), StartError> {
+/// Seals, with `kek`, every signing key stored in clear; returns whether there was any.
+async fn seal_plain_keys(store: &Store, kek: &Kek) -> Result<bool, StartError> {
     let records = store.read(|tx| tx.signing_keys()).await?;
     let mut sealed = Vec::new();
     for record in records {
@@ -281,7 +289,7 @@ async fn seal_plain_keys(store: &Store, kek: &Kek) -> Result<(), StartError> {
         }
     }
     if sealed.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     store
         .write(move |tx| {
@@ -291,7 +299,7 @@ async fn seal_plain_keys(store: &Store, kek: &Kek) -> Result<(), StartError> {
             Ok::<_, StoreError>(())
         })
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn load_keys(store: &Store, kek: &Kek, now: Timestamp) -> Result<Keys, StartError> {

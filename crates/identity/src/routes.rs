@@ -91,7 +91,7 @@ async fn jwks(
             Err(_) => return OAuthError::server_error().response(identity.now(), &headers),
         }
     }
-    json_response(StatusCode::OK, &identity.jwks())
+    json_response(StatusCode::OK, &identity.jwks().await)
 }
 
 async fn token(

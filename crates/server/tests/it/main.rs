@@ -11,6 +11,7 @@ mod authorize;
 mod coverage;
 mod device;
 mod graph;
+mod hardening;
 mod identity;
 mod network;
 mod openapi;

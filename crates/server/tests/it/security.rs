@@ -934,3 +934,137 @@ async fn issue_19_deletes_honour_their_preconditions() {
         "still there"
     );
 }
+
+/// The portal session cookie a response sets, if any.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| value.strip_prefix("crosspool_portal="))
+        .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Signs in to the portal in `tenant` as a browser would, starting with `planted` as the
+/// session cookie if given; returns the cookie the portal sets at the end.
+async fn portal_sign_in(
+    server: &TestServer,
+    tenant: &str,
+    role: &str,
+    planted: Option<&str>,
+) -> String {
+    let client = no_redirects(server);
+    let mut request =
+        client.get(server.url(&format!("/portal/signin?tenant={}", server.demo(tenant, "domain"))));
+    if let Some(planted) = planted {
+        request = request.header("cookie", format!("crosspool_portal={planted}"));
+    }
+    let response = request.send().await.unwrap();
+    let cookie = session_cookie(&response).or(planted.map(str::to_owned)).unwrap();
+    let authorize = url_of(&server.url(response.headers()["location"].to_str().unwrap()));
+    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let (username, password) = server.demo_user(tenant, role);
+    form.extend([("username".to_owned(), username), ("password".to_owned(), password)]);
+    let response = client.post(authorize.as_str()).form(&form).send().await.unwrap();
+    let callback = response.headers()["location"].to_str().unwrap().to_owned();
+    let response = client
+        .get(&callback)
+        .header("cookie", format!("crosspool_portal={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    session_cookie(&response).expect("a new session id at sign-in")
+}
+
+// Issue 19 (10): a session id planted before sign-in was kept after it.
+#[tokio::test]
+async fn issue_19_the_portal_issues_a_new_session_id_at_sign_in() {
+    let server = TestServer::start().await;
+    // The attacker's session, planted in the victim's browser.
+    let attacker = session_cookie(
+        &no_redirects(&server)
+            .get(server.url("/portal/signin?tenant=contoso-a.example"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let victim = portal_sign_in(&server, "A", "admin", Some(&attacker)).await;
+    assert_ne!(victim, attacker);
+    let home = server.url(&format!("/portal/t/{}", server.demo("A", "tenant_id")));
+    let as_attacker = no_redirects(&server)
+        .get(&home)
+        .header("cookie", format!("crosspool_portal={attacker}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_attacker.status().as_u16(), 303, "the planted id signs nobody in");
+    let as_victim = no_redirects(&server)
+        .get(&home)
+        .header("cookie", format!("crosspool_portal={victim}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_victim.status().as_u16(), 200);
+}
+
+// Issue 19 (9): no CSRF token and no Origin check; a cross-origin form POST created a role
+// assignment.
+#[tokio::test]
+async fn issue_19_portal_forms_need_the_sessions_token_and_this_origin() {
+    let server = TestServer::start().await;
+    let cookie = portal_sign_in(&server, "A", "admin", None).await;
+    let tenant = server.demo("A", "tenant_id");
+    let pool = server.demo("A", "pool_id");
+    let page = no_redirects(&server)
+        .get(server.url(&format!("/portal/t/{tenant}/pool?id={}&tab=iam", pool)))
+        .header("cookie", format!("crosspool_portal={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = hidden(&page, "csrf").expect("the IAM form carries the form token");
+    let (contributor, _) = server.demo_user("A", "network_contributor");
+    let contributor = identity::directory::user(&server.running.store, &contributor).await.unwrap();
+    let assignments = || async {
+        let pool = pool.clone();
+        server
+            .running
+            .store
+            .read(move |tx| tx.role_assignments_at_scope(&pool))
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = assignments().await;
+    let post = |csrf: Option<&str>, origin: &str, site: &str| {
+        let mut form =
+            vec![("role", arm::rbac::READER.id.to_owned()), ("principal", contributor.id.clone())];
+        form.extend(csrf.map(|csrf| ("csrf", csrf.to_owned())));
+        no_redirects(&server)
+            .post(server.url(&format!("/portal/t/{tenant}/pool/iam?id={pool}")))
+            .header("cookie", format!("crosspool_portal={cookie}"))
+            .header("origin", origin)
+            .header("sec-fetch-site", site)
+            .form(&form)
+            .send()
+    };
+    let origin = server.running.origin.clone();
+    for (csrf, from, site) in [
+        (None, origin.as_str(), "same-origin"),
+        (Some("forged"), origin.as_str(), "same-origin"),
+        (Some(token.as_str()), "https://evil.example", "cross-site"),
+        (Some(token.as_str()), origin.as_str(), "cross-site"),
+    ] {
+        let response = post(csrf, from, site).await.unwrap();
+        assert_eq!(response.status().as_u16(), 403, "{csrf:?} from {from} ({site})");
+        assert_eq!(assignments().await, before, "nothing was assigned");
+    }
+    let response = post(Some(&token), &origin, "same-origin").await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(assignments().await, before + 1, "the portal's own form works");
+}
