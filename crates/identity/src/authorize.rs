@@ -40,10 +40,7 @@ use crate::pages::{
 };
 use crate::secret::client_secret_hash;
 use crate::signin::SignInError;
-use crate::token::is_multi_tenant_segment;
-
-/// How long a code may wait to be redeemed.
-pub const CODE_LIFETIME_MS: i64 = 5 * 60 * 1000;
+use crate::token::{CODE_LIFETIME_MS, is_multi_tenant_segment};
 
 /// How long a consent page may wait for its answer.
 pub const CONSENT_TICKET_LIFETIME_SECONDS: i64 = 10 * 60;

@@ -12,8 +12,7 @@ use store::error::StoreError;
 use store::identity::{ApplicationRecord, TenantRecord, UserRecord};
 use url::{Host, Url};
 
-use crate::Identity;
-use crate::token::is_first_party_client;
+use crate::{AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID, Identity};
 
 /// Why a redirect URI is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +65,13 @@ pub fn is_loopback(url: &Url) -> bool {
 /// or http on a loopback address.
 pub fn check_registration(text: &str) -> Result<(), RedirectUriError> {
     parse_redirect_uri(text).map(|_| ())
+}
+
+/// The first-party public clients every tenant has.
+pub fn is_first_party_client(client_id: &str) -> bool {
+    [AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID, crate::PORTAL_CLIENT_ID]
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(client_id))
 }
 
 /// A client of the authorize and token endpoints.

@@ -20,18 +20,15 @@ use store::Timestamp;
 use store::identity::DeviceCode;
 
 use crate::Identity;
+use crate::client::is_first_party_client;
 use crate::error::{OAuthError, json_response};
 use crate::pages::{credential_fields, error_paragraph, escape, sign_in_failure, sign_in_message};
 use crate::secret::client_secret_hash;
 use crate::signin::SignInError;
 use crate::token::{
-    is_first_party_client, is_known_resource, is_multi_tenant_segment, resource_of,
+    DEVICE_CODE_LIFETIME_SECONDS, is_known_resource, is_multi_tenant_segment, resource_of,
 };
 
-/// How long a device code can wait for its sign-in.
-pub const DEVICE_CODE_LIFETIME_SECONDS: i64 = 900;
-/// Device codes one client address may ask for per minute.
-pub const MAX_DEVICE_CODES_PER_MINUTE: u32 = 10;
 /// How often the device should poll, in seconds.
 pub const POLL_INTERVAL_SECONDS: i64 = 5;
 

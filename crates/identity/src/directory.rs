@@ -290,6 +290,16 @@ pub async fn add_password(
     Ok((password, secret))
 }
 
+/// Removes one of an application's secrets; returns whether it had it.
+pub async fn remove_password(
+    store: &Store,
+    application: &ApplicationRecord,
+    key_id: &str,
+) -> Result<bool, DirectoryError> {
+    let (application_id, key_id) = (application.id.clone(), key_id.to_owned());
+    Ok(store.write(move |tx| tx.application_password_remove(&application_id, &key_id)).await?)
+}
+
 /// Creates an application's service principal in a tenant: always allowed in its home tenant,
 /// elsewhere only for a multi-tenant application; at most one per tenant. The caller is an
 /// administrator or the app's owner (Graph checks) or the operator, so this is consent for

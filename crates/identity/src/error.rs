@@ -254,7 +254,7 @@ impl OAuthError {
         if status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(crate::signin::THROTTLE_RETRY_AFTER_SECONDS),
+                HeaderValue::from(crate::limiter::THROTTLE_RETRY_AFTER_SECONDS),
             );
         }
         response

@@ -586,11 +586,7 @@ async fn application_remove_password(
         .and_then(Value::as_str)
         .ok_or_else(|| GraphError::bad_request("Property keyId is required."))?
         .to_owned();
-    let removed = identity
-        .store()
-        .write(move |tx| tx.application_password_remove(&application.id, &key_id))
-        .await?;
-    if !removed {
+    if !directory::remove_password(identity.store(), &application, &key_id).await? {
         return Err(GraphError::bad_request(
             "No password credential with that keyId exists on the application.",
         ));

@@ -61,7 +61,7 @@ pub struct Identity {
     kek: Kek,
     keys: RwLock<Keys>,
     limiter: limiter::FailureLimiter,
-    hashing: signin::HashingGate,
+    hashing: limiter::HashingGate,
     /// Device codes asked for per client address.
     device_code_rate: limiter::RequestRate,
 }
@@ -137,9 +137,9 @@ impl Identity {
             kek,
             keys: RwLock::new(keys),
             limiter: limiter::FailureLimiter::default(),
-            hashing: signin::HashingGate::for_this_machine(),
+            hashing: limiter::HashingGate::for_this_machine(),
             device_code_rate: limiter::RequestRate::new(
-                device::MAX_DEVICE_CODES_PER_MINUTE,
+                limiter::MAX_DEVICE_CODES_PER_MINUTE,
                 60 * 1000,
             ),
         })

@@ -7,9 +7,15 @@
 //! An attempt is reserved before its password is hashed and counts as a failure until it is
 //! known to have succeeded, so parallel attempts cannot pass the limit while their hashes run.
 //! Counts are per process; each replica limits on its own.
+//!
+//! Each Argon2id check holds 19 MiB for tens of milliseconds. The hashing gate lets as many run
+//! at once as the machine has cores; a sign-in that cannot start within `HASH_WAIT` is refused
+//! with the platform's throttling answer (429 and `Retry-After`), so a flood of sign-ins costs
+//! waiting, not memory. Device codes are rate-limited per address (`RequestRate`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use store::Timestamp;
 
@@ -20,6 +26,15 @@ pub const MAX_FAILURES_PER_ACCOUNT: u32 = 50;
 /// Failures from one address for all accounts within `WINDOW_MS` that lock the address.
 pub const MAX_FAILURES_PER_SOURCE: u32 = 100;
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// How long a sign-in waits for a place at the hashing gate before it is throttled.
+pub const HASH_WAIT: Duration = Duration::from_secs(1);
+
+/// What a throttled client is told to wait, in seconds.
+pub const THROTTLE_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Device codes one client address may ask for per minute.
+pub const MAX_DEVICE_CODES_PER_MINUTE: u32 = 10;
 
 /// The most keys kept; past it, windows that have ended are forgotten first, then everything.
 const MAX_KEYS: usize = 100_000;
@@ -133,6 +148,43 @@ impl Attempt<'_> {
 
     /// The password was wrong: the reservation stays as a failure.
     pub fn failed(self) {}
+}
+
+/// Bounds how many password hashes run at once.
+#[derive(Debug)]
+pub struct HashingGate {
+    permits: tokio::sync::Semaphore,
+}
+
+impl HashingGate {
+    /// A gate with a place per core.
+    pub fn for_this_machine() -> HashingGate {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        HashingGate { permits: tokio::sync::Semaphore::new(cores) }
+    }
+
+    /// Runs `check` on a blocking thread once a place is free, or refuses after `HASH_WAIT`.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Throttled> {
+        let permit = tokio::time::timeout(HASH_WAIT, self.permits.acquire())
+            .await
+            .map_err(|_| Throttled::Busy)?
+            .map_err(|_| Throttled::Stopped)?;
+        let result = tokio::task::spawn_blocking(check).await.map_err(|_| Throttled::Stopped);
+        drop(permit);
+        result
+    }
+}
+
+/// Why the hashing gate refused to run a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttled {
+    /// No place freed up within `HASH_WAIT`.
+    Busy,
+    /// The runtime is stopping.
+    Stopped,
 }
 
 /// A fixed-window count of requests per key (a client address): at most `max` per window.

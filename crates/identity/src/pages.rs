@@ -155,7 +155,7 @@ pub fn sign_in_failure(mut response: Response, error: &SignInError) -> Response 
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(crate::signin::THROTTLE_RETRY_AFTER_SECONDS),
+            HeaderValue::from(crate::limiter::THROTTLE_RETRY_AFTER_SECONDS),
         );
     }
     response

@@ -3,27 +3,17 @@
 //! place at the hashing gate, an Argon2id check that costs the same for unknown users, then the
 //! account's state and tenant membership.
 //!
-//! Each Argon2id check holds 19 MiB for tens of milliseconds. The gate lets as many run at once
-//! as the machine has cores; a sign-in that cannot start within `HASH_WAIT` is refused with the
-//! platform's throttling answer (429 and `Retry-After`), so a flood of sign-ins costs waiting,
-//! not memory.
-
-use std::time::Duration;
+//! The hashing gate (`limiter::HashingGate`) bounds how many checks run at once.
 
 use store::identity::{TenantRecord, UserRecord};
 
 use crate::Identity;
+use crate::limiter::Throttled;
 use crate::secret::password_matches;
 
 /// An Argon2id hash of a random password nobody knows, checked when the user does not exist, so
 /// timing does not tell which users exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J0W0KgqhGjJxwDHiH54N2hBWMcQ6PyZbqIwSOzHnbHQ";
-
-/// How long a sign-in waits for a place at the hashing gate before it is throttled.
-pub const HASH_WAIT: Duration = Duration::from_secs(1);
-
-/// What a throttled client is told to wait, in seconds.
-pub const THROTTLE_RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Why a sign-in failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,38 +26,10 @@ pub enum SignInError {
     Disabled,
     /// The user belongs to another tenant (AADSTS50020).
     NotInTenant { upn: String },
-    /// Too many sign-ins at once: try again after `THROTTLE_RETRY_AFTER_SECONDS`.
+    /// Too many sign-ins at once: try again after `limiter::THROTTLE_RETRY_AFTER_SECONDS`.
     Throttled,
     /// The directory could not be read.
     Unavailable,
-}
-
-/// Bounds how many password hashes run at once.
-#[derive(Debug)]
-pub struct HashingGate {
-    permits: tokio::sync::Semaphore,
-}
-
-impl HashingGate {
-    /// A gate with a place per core.
-    pub fn for_this_machine() -> HashingGate {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        HashingGate { permits: tokio::sync::Semaphore::new(cores) }
-    }
-
-    /// Runs `check` on a blocking thread once a place is free, or refuses after `HASH_WAIT`.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        check: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, SignInError> {
-        let permit = tokio::time::timeout(HASH_WAIT, self.permits.acquire())
-            .await
-            .map_err(|_| SignInError::Throttled)?
-            .map_err(|_| SignInError::Unavailable)?;
-        let result = tokio::task::spawn_blocking(check).await.map_err(|_| SignInError::Unavailable);
-        drop(permit);
-        result
-    }
 }
 
 impl Identity {
@@ -101,7 +63,10 @@ impl Identity {
                 Ok(matches) => matches,
                 Err(error) => {
                     attempt.withdrawn();
-                    return Err(error);
+                    return Err(match error {
+                        Throttled::Busy => SignInError::Throttled,
+                        Throttled::Stopped => SignInError::Unavailable,
+                    });
                 }
             };
         let user = match user {

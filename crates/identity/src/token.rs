@@ -17,11 +17,17 @@ use store::Timestamp;
 use store::error::StoreError;
 use store::identity::{TenantRecord, UserRecord};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, is_first_party_client};
 use crate::error::OAuthError;
 use crate::secret::{client_secret_hash, client_secret_matches};
 use crate::signin::SignInError;
-use crate::{AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID, Identity, TOKEN_LIFETIME_SECONDS};
+use crate::{Identity, TOKEN_LIFETIME_SECONDS};
+
+/// How long an authorization code may wait to be redeemed.
+pub const CODE_LIFETIME_MS: i64 = 5 * 60 * 1000;
+
+/// How long a device code can wait for its sign-in.
+pub const DEVICE_CODE_LIFETIME_SECONDS: i64 = 900;
 
 /// How long a refresh token lives.
 pub const REFRESH_LIFETIME_SECONDS: i64 = 90 * 24 * 3600;
@@ -183,13 +189,6 @@ async fn client_credentials(
         "ext_expires_in": TOKEN_LIFETIME_SECONDS,
         "access_token": access_token,
     }))
-}
-
-/// The first-party public clients every tenant has.
-pub fn is_first_party_client(client_id: &str) -> bool {
-    [AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID, crate::PORTAL_CLIENT_ID]
-        .iter()
-        .any(|known| known.eq_ignore_ascii_case(client_id))
 }
 
 async fn password(
@@ -377,7 +376,7 @@ async fn authorization_code(
         OAuthError::bad_code("its user no longer exists"),
     )
     .await?;
-    let issued_at = (record.expires_at.0 - crate::authorize::CODE_LIFETIME_MS) / 1000;
+    let issued_at = (record.expires_at.0 - CODE_LIFETIME_MS) / 1000;
     user_may_have_tokens(
         &user,
         issued_at,
@@ -626,7 +625,7 @@ async fn device_code(
         .await
         .map_err(|_| OAuthError::server_error())?
         .ok_or_else(OAuthError::bad_device_code)?;
-    let issued_at = (record.expires_at.0 / 1000) - crate::device::DEVICE_CODE_LIFETIME_SECONDS;
+    let issued_at = (record.expires_at.0 / 1000) - DEVICE_CODE_LIFETIME_SECONDS;
     user_may_have_tokens(&user, issued_at, OAuthError::bad_device_code())?;
     let resource = resource_of(&record.scope)?;
     // The response repeats the scopes sent to /devicecode, as MSAL expects.

@@ -782,7 +782,7 @@ async fn issue_19_device_codes_are_rate_limited_and_expired_ones_deleted() {
             .unwrap();
         (response.status().as_u16(), response.headers().get("retry-after").is_some())
     };
-    for _ in 0..identity::device::MAX_DEVICE_CODES_PER_MINUTE {
+    for _ in 0..identity::limiter::MAX_DEVICE_CODES_PER_MINUTE {
         assert_eq!(ask().await, (200, false));
     }
     assert_eq!(ask().await, (429, true));
