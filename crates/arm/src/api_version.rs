@@ -1,9 +1,7 @@
 //! api-versions: each resource type declares the versions it serves in one table; a request
 //! without one, or with another, is refused with ARM's codes and the list of supported versions.
 
-use axum::http::StatusCode;
-
-use crate::error::ArmError;
+use crate::error::{ArmError, ErrorCode};
 
 /// The api-versions one resource type serves.
 #[derive(Debug, Clone, Copy)]
@@ -30,9 +28,7 @@ impl ApiVersions {
         let given =
             given.filter(|given| !given.is_empty()).ok_or_else(ArmError::missing_api_version)?;
         self.supported.iter().find(|supported| supported.eq_ignore_ascii_case(given)).copied().ok_or_else(|| {
-            ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidApiVersionParameter",
+            ArmError::new(ErrorCode::InvalidApiVersionParameter,
                 format!(
                     "The api-version '{given}' is invalid for '{}'. The supported versions are '{}'.",
                     self.resource_type,
@@ -43,6 +39,13 @@ impl ApiVersions {
     }
 }
 
+/// The api-versions of `GET /tenants` (and the subscription operations), as the az CLI and SDKs
+/// send them.
+pub const TENANTS_API_VERSIONS: ApiVersions = ApiVersions::new(
+    "tenants",
+    &["2016-06-01", "2019-11-01", "2020-01-01", "2021-01-01", "2022-01-01", "2022-12-01"],
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,10 +55,13 @@ mod tests {
     #[test]
     fn accepts_listed_versions_and_names_them_when_refusing() {
         assert_eq!(VERSIONS.check(Some("2022-12-01")), Ok("2022-12-01"));
-        assert_eq!(VERSIONS.check(None).unwrap_err().code, "MissingApiVersionParameter");
-        assert_eq!(VERSIONS.check(Some("")).unwrap_err().code, "MissingApiVersionParameter");
+        assert_eq!(VERSIONS.check(None).unwrap_err().code, ErrorCode::MissingApiVersionParameter);
+        assert_eq!(
+            VERSIONS.check(Some("")).unwrap_err().code,
+            ErrorCode::MissingApiVersionParameter
+        );
         let refused = VERSIONS.check(Some("2099-01-01")).unwrap_err();
-        assert_eq!(refused.code, "InvalidApiVersionParameter");
+        assert_eq!(refused.code, ErrorCode::InvalidApiVersionParameter);
         assert!(refused.message.contains("'2020-01-01,2022-12-01'"), "{}", refused.message);
     }
 }

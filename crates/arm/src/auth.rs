@@ -12,11 +12,11 @@ use store::cache::Ticket;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use identity::jwt::TokenError;
 use serde_json::Value;
+use store::authorization::SubscriptionRecord;
 
-use crate::Arm;
-use crate::error::ArmError;
+use crate::error::{ArmError, ErrorCode};
+use crate::state::Arm;
 
 /// The audiences ARM accepts, compared without a trailing slash.
 pub const ARM_AUDIENCES: [&str; 2] =
@@ -94,18 +94,11 @@ pub async fn authenticate(
     ticket: &Arc<Ticket>,
 ) -> Result<Caller, ArmError> {
     let authorization_uri = format!("{}/common", arm.identity().origin());
-    let claims = arm.identity().verify(token).await.map_err(|error| match error {
-        TokenError::Expired { exp } => ArmError::unauthorized(
-            "ExpiredAuthenticationToken",
-            format!("The access token expired at {exp} (seconds since the epoch)."),
-            &authorization_uri,
-        ),
-        other => ArmError::unauthorized(
-            "InvalidAuthenticationToken",
-            format!("The access token is invalid: {other}."),
-            &authorization_uri,
-        ),
-    })?;
+    let claims = arm
+        .identity()
+        .verify(token)
+        .await
+        .map_err(|error| ArmError::token_refused(error, &authorization_uri))?;
     let claim =
         |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
     let tenant_id = claim("tid");
@@ -113,7 +106,7 @@ pub async fn authenticate(
     let audience = claim("aud");
     if !is_arm_audience(&audience) {
         return Err(ArmError::unauthorized(
-            "InvalidAuthenticationTokenAudience",
+            ErrorCode::InvalidAuthenticationTokenAudience,
             format!(
                 "The access token has been obtained for wrong audience or resource '{audience}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
             ),
@@ -125,7 +118,7 @@ pub async fn authenticate(
         "app" => PrincipalKind::Application,
         other => {
             return Err(ArmError::unauthorized(
-                "InvalidAuthenticationToken",
+                ErrorCode::InvalidAuthenticationToken,
                 format!(
                     "The access token is invalid: it is not an access token (idtyp {other:?})."
                 ),
@@ -135,7 +128,7 @@ pub async fn authenticate(
     };
     if tenant_id.is_empty() || claim("oid").is_empty() {
         return Err(ArmError::unauthorized(
-            "InvalidAuthenticationToken",
+            ErrorCode::InvalidAuthenticationToken,
             "The access token is invalid: it names no tenant or principal.",
             &authorization_uri,
         ));
@@ -157,7 +150,7 @@ pub async fn authenticate(
         .is_some_and(|status| status.account_enabled && issued_at >= status.tokens_valid_after);
     if !current {
         return Err(ArmError::unauthorized(
-            "InvalidAuthenticationToken",
+            ErrorCode::InvalidAuthenticationToken,
             "The access token is invalid: its principal no longer exists, is disabled, or its sessions were revoked.",
             &authorization_uri,
         ));
@@ -172,7 +165,7 @@ impl FromRequestParts<Arc<Arm>> for Caller {
         let authorization_uri = format!("{}/common", arm.identity().origin());
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ArmError::unauthorized(
-                "AuthenticationFailed",
+                ErrorCode::AuthenticationFailed,
                 "Authentication failed. The 'Authorization' header is missing.",
                 &authorization_uri,
             ));
@@ -185,11 +178,33 @@ impl FromRequestParts<Arc<Arm>> for Caller {
             .filter(|token| !token.is_empty());
         let Some(token) = token else {
             return Err(ArmError::unauthorized(
-                "AuthenticationFailed",
+                ErrorCode::AuthenticationFailed,
                 "Authentication failed. The 'Authorization' header is provided in an invalid format.",
                 &authorization_uri,
             ));
         };
         authenticate(arm, token, &Arc::default()).await
     }
+}
+
+/// A token must come from the tenant that owns the subscription it addresses.
+pub fn check_token_tenant(
+    arm: &Arm,
+    caller: &Caller,
+    subscription: &SubscriptionRecord,
+) -> Result<(), ArmError> {
+    if caller.tenant_id() == subscription.tenant_id {
+        return Ok(());
+    }
+    let origin = arm.identity().origin();
+    Err(ArmError::unauthorized(
+        ErrorCode::InvalidAuthenticationTokenTenant,
+        format!(
+            "The access token is from the wrong issuer '{origin}/{}/v2.0'. It must match the tenant '{origin}/{}/v2.0' associated with this subscription. Please use the authority (URL) '{origin}/{}' to get the token.",
+            caller.tenant_id(),
+            subscription.tenant_id,
+            subscription.tenant_id
+        ),
+        &format!("{origin}/{}", subscription.tenant_id),
+    ))
 }

@@ -9,12 +9,12 @@ use store::authorization::{RoleAssignmentRecord, subscription_of_scope};
 use store::error::StoreError;
 
 use crate::api_version::ApiVersions;
-use crate::error::{ArmError, json};
-use crate::operation;
+use crate::error::{ArmError, ErrorCode};
 use crate::rbac::{
     self, AssignError, BUILT_IN_ROLES, NewAssignment, RoleDefinition, scope_contains,
 };
-use crate::request::{Ctx, invalid_field, opt_str, req_str};
+use crate::request::{Ctx, opt_str, req_str};
+use crate::response::json;
 
 pub const ROLE_DEFINITION_VERSIONS: ApiVersions = ApiVersions::new(
     "roleDefinitions",
@@ -46,7 +46,7 @@ pub async fn handle(
     if kind.eq_ignore_ascii_case("roleAssignments") {
         return role_assignments(ctx, scope, name).await;
     }
-    Err(crate::dispatch::not_found(&ctx.path))
+    Err(ArmError::invalid_resource_type(&ctx.path))
 }
 
 /// A definition's id as seen from a scope: under the scope's subscription, if it has one.
@@ -98,14 +98,13 @@ async fn role_definitions(
     check_scope(ctx, scope).await?;
     ctx.api_version(&ROLE_DEFINITION_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     if let Some(name) = name {
         let role = BUILT_IN_ROLES.iter().find(|role| role.id.eq_ignore_ascii_case(name));
         let role = role.ok_or_else(|| {
             ArmError::new(
-                StatusCode::NOT_FOUND,
-                "RoleDefinitionDoesNotExist",
+                ErrorCode::RoleDefinitionNotFound,
                 format!("The specified role definition with ID '{name}' does not exist."),
             )
         })?;
@@ -139,11 +138,7 @@ fn role_name_filter(filter: &str) -> Result<String, ArmError> {
 }
 
 fn unsupported_filter(filter: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "UnsupportedQuery",
-        format!("The $filter '{filter}' is not supported."),
-    )
+    ArmError::new(ErrorCode::UnsupportedQuery, format!("The $filter '{filter}' is not supported."))
 }
 
 fn split_and(filter: &str) -> Vec<&str> {
@@ -200,8 +195,7 @@ async fn role_assignments(
 ) -> Result<Response, ArmError> {
     let subscription = check_scope(ctx, scope).await?.ok_or_else(|| {
         ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidScope",
+            ErrorCode::InvalidScope,
             format!(
                 "The scope '{scope}' is not supported: role assignments live in a subscription."
             ),
@@ -226,14 +220,13 @@ async fn role_assignments(
             ctx.authorize("Microsoft.Authorization/roleAssignments/delete", scope).await?;
             delete(ctx, scope, name).await
         }
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
 fn assignment_not_found(name: &str) -> ArmError {
     ArmError::new(
-        StatusCode::NOT_FOUND,
-        "RoleAssignmentNotFound",
+        ErrorCode::RoleAssignmentNotFound,
         format!("The role assignment '{name}' is not found."),
     )
 }
@@ -252,8 +245,7 @@ async fn find(
 async fn put(ctx: &Ctx, scope: &str, name: &str) -> Result<Response, ArmError> {
     if uuid::Uuid::parse_str(name).is_err() {
         return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidRoleAssignmentId",
+            ErrorCode::InvalidRoleAssignmentId,
             format!(
                 "The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."
             ),
@@ -267,8 +259,7 @@ async fn put(ctx: &Ctx, scope: &str, name: &str) -> Result<Response, ArmError> {
         .and_then(|id| BUILT_IN_ROLES.iter().find(|role| role.id.eq_ignore_ascii_case(id)))
         .ok_or_else(|| {
             ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "RoleDefinitionDoesNotExist",
+                ErrorCode::RoleDefinitionDoesNotExist,
                 format!("The specified role definition with ID '{definition}' does not exist."),
             )
             .with_target("properties.roleDefinitionId")
@@ -278,7 +269,7 @@ async fn put(ctx: &Ctx, scope: &str, name: &str) -> Result<Response, ArmError> {
     if let Some(given) = opt_str(&body, "properties.principalType")?
         && !given.eq_ignore_ascii_case(principal_type)
     {
-        return Err(invalid_field(
+        return Err(ArmError::invalid_field(
             "properties.principalType",
             &format!("is '{given}', but principal '{principal_id}' is a {principal_type}"),
         ));
@@ -296,16 +287,14 @@ async fn put(ctx: &Ctx, scope: &str, name: &str) -> Result<Response, ArmError> {
         .await
         .map_err(|error| match error {
             AssignError::Exists => ArmError::new(
-                StatusCode::CONFLICT,
-                "RoleAssignmentExists",
+                ErrorCode::RoleAssignmentExists,
                 "The role assignment already exists.",
             ),
             AssignError::NameTaken => ArmError::new(
-                StatusCode::CONFLICT,
-                "RoleAssignmentUpdateNotPermitted",
+                ErrorCode::RoleAssignmentUpdateNotPermitted,
                 "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
             ),
-            AssignError::UnknownScope(scope) => crate::dispatch::not_found(&scope),
+            AssignError::UnknownScope(scope) => ArmError::invalid_resource_type(&scope),
             AssignError::Store(error) => error.into(),
         })?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -332,9 +321,7 @@ async fn principal_type_of(
         })
         .await?;
     found.ok_or_else(|| {
-        ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "PrincipalNotFound",
+        ArmError::new(ErrorCode::PrincipalNotFound,
             format!(
                 "Principal {principal_id} does not exist in the directory {}. Check that you have the correct principal ID (for scope '{scope}').",
                 ctx.caller.tenant_id()
@@ -357,12 +344,13 @@ async fn check_scope_exists(ctx: &Ctx, scope: &str) -> Result<(), ArmError> {
         })
         .await?;
     if group.is_none() {
-        return Err(crate::groups::not_found(segments.get(3).copied().unwrap_or_default()));
+        return Err(ArmError::resource_group_not_found(
+            segments.get(3).copied().unwrap_or_default(),
+        ));
     }
     if resource.is_none() {
         return Err(ArmError::new(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
+            ErrorCode::ResourceNotFound,
             format!("The resource '{scope}' was not found."),
         ));
     }
@@ -371,10 +359,10 @@ async fn check_scope_exists(ctx: &Ctx, scope: &str) -> Result<(), ArmError> {
 
 async fn delete(ctx: &Ctx, scope: &str, name: &str) -> Result<Response, ArmError> {
     let Some(found) = find(ctx, scope, name).await? else {
-        return Ok(operation::empty(StatusCode::NO_CONTENT));
+        return Ok(crate::response::empty(StatusCode::NO_CONTENT));
     };
     let lookup = found.name.clone();
-    ctx.arm.identity().store().write(move |tx| tx.role_assignment_delete(&lookup)).await?;
+    ctx.write(move |tx| tx.role_assignment_delete(&lookup)).await?;
     Ok(json(StatusCode::OK, &assignment_json(&found)))
 }
 

@@ -6,17 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use store::Timestamp;
-use store::WriteTx;
-use store::resource::{Precondition, StoredResource};
 
 use crate::auth::Caller;
-use crate::error::ArmError;
+use crate::error::{ArmError, ErrorCode};
 use crate::path::{self, Target};
 use crate::request::Ctx;
-use crate::{Arm, RequestIds, authorization, groups, network, operation};
+use crate::state::{Arm, RequestIds};
+use crate::{authorization, groups, network, operation};
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 4 << 20;
@@ -53,11 +50,10 @@ async fn run_as(
         None => Caller::from_request_parts(&mut parts, &arm).await?,
     };
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-        .map_err(|_| crate::request::invalid_content("the query string is malformed"))?;
+        .map_err(|_| ArmError::invalid_content("the query string is malformed"))?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ArmError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
+            ErrorCode::RequestEntityTooLarge,
             format!("The request body is larger than {MAX_BODY} bytes."),
         )
     })?;
@@ -94,39 +90,6 @@ async fn run_as(
             authorization::handle(&ctx, &scope, &kind, name.as_deref()).await
         }
         Some(Target::Provider(reference)) => network::handle(&ctx, &reference).await,
-        None => Err(not_found(&ctx.path)),
+        None => Err(ArmError::invalid_resource_type(&ctx.path)),
     }
-}
-
-/// A 404 for a path that addresses nothing.
-pub fn not_found(path: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::NOT_FOUND,
-        "InvalidResourceType",
-        format!("The resource path '{path}' does not address a resource type this server serves."),
-    )
-}
-
-/// A 405 naming the method.
-pub fn method_not_allowed(ctx: &Ctx) -> ArmError {
-    ArmError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        format!("The method '{}' is not allowed on '{}'.", ctx.method, ctx.path),
-    )
-}
-
-/// Deletes every resource whose id starts with `prefix`, running each type's clean-up (a VNet
-/// gives its allocations back; a pool must be empty). Resources nested deepest go first, and
-/// virtual networks before the pools that they hold space in.
-pub fn delete_contents(tx: &mut WriteTx<'_>, prefix: &str, now: Timestamp) -> Result<(), ArmError> {
-    let mut contents: Vec<StoredResource> = tx.resources_under(prefix)?;
-    contents.sort_by_key(|resource| {
-        (network::deletion_rank(resource), std::cmp::Reverse(resource.id.matches('/').count()))
-    });
-    for resource in contents {
-        network::clean_up(tx, &resource, now)?;
-        tx.resource_delete(&resource.id, &Precondition::None)?;
-    }
-    Ok(())
 }

@@ -5,14 +5,15 @@
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
-use store::resource::ResourceWrite;
+use store::resource::{Precondition, ResourceWrite, StoredResource};
+use store::{Timestamp, WriteTx};
 
 use crate::api_version::ApiVersions;
-use crate::error::{ArmError, json};
+use crate::error::{ArmError, ErrorCode};
+use crate::network::docs::{clean_up, deletion_rank};
 use crate::operation::{self, Operation};
-use crate::request::{Ctx, opt_object, opt_str};
-
-pub const RESOURCE_GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
+use crate::request::{Ctx, RESOURCE_GROUP_TYPE, opt_object, opt_str};
+use crate::response::json;
 
 pub const API_VERSIONS: ApiVersions = ApiVersions::new(
     "resourceGroups",
@@ -40,27 +41,6 @@ pub fn group_id(subscription: &str, name: &str) -> String {
     format!("/subscriptions/{subscription}/resourceGroups/{name}")
 }
 
-/// ARM's 404 for a missing group.
-pub fn not_found(name: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::NOT_FOUND,
-        "ResourceGroupNotFound",
-        format!("Resource group '{name}' could not be found."),
-    )
-}
-
-/// The stored group, if it exists.
-pub async fn find(ctx: &Ctx, subscription: &str, name: &str) -> Result<Option<Value>, ArmError> {
-    let id = group_id(subscription, name);
-    let stored = ctx.read(move |tx| tx.resource_of_type(RESOURCE_GROUP_TYPE, &id)).await?;
-    Ok(stored.and_then(|stored| serde_json::from_str(&stored.body).ok()))
-}
-
-/// The group, which must exist: a resource inside a missing group is `ResourceGroupNotFound`.
-pub async fn require(ctx: &Ctx, subscription: &str, name: &str) -> Result<Value, ArmError> {
-    find(ctx, subscription, name).await?.ok_or_else(|| not_found(name))
-}
-
 /// `1–90` letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
 fn check_name(name: &str) -> Result<(), ArmError> {
     let valid = (1..=90).contains(&name.chars().count())
@@ -70,8 +50,7 @@ fn check_name(name: &str) -> Result<(), ArmError> {
         return Ok(());
     }
     Err(ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "InvalidResourceGroupName",
+        ErrorCode::InvalidResourceGroupName,
         format!(
             "The resource group name '{name}' is invalid: it must be 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, and not end in a period."
         ),
@@ -85,12 +64,12 @@ pub async fn handle_one(ctx: &Ctx, subscription: &str, name: &str) -> Result<Res
     match ctx.method.clone() {
         Method::GET | Method::HEAD => {
             ctx.authorize(READ, &scope).await?;
-            let group = find(ctx, &subscription, name).await?;
+            let group = ctx.resource_group(&subscription, name).await?;
             match (ctx.method == Method::HEAD, group) {
-                (true, Some(_)) => Ok(operation::empty(StatusCode::NO_CONTENT)),
-                (true, None) => Ok(operation::empty(StatusCode::NOT_FOUND)),
+                (true, Some(_)) => Ok(crate::response::empty(StatusCode::NO_CONTENT)),
+                (true, None) => Ok(crate::response::empty(StatusCode::NOT_FOUND)),
                 (false, Some(group)) => Ok(json(StatusCode::OK, &group)),
-                (false, None) => Err(not_found(name)),
+                (false, None) => Err(ArmError::resource_group_not_found(name)),
             }
         }
         Method::PUT | Method::PATCH => {
@@ -101,14 +80,14 @@ pub async fn handle_one(ctx: &Ctx, subscription: &str, name: &str) -> Result<Res
             ctx.authorize(DELETE, &scope).await?;
             delete(ctx, &subscription, name).await
         }
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
 async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
     check_name(name)?;
     let body = ctx.json_body()?;
-    let existing = find(ctx, subscription, name).await?;
+    let existing = ctx.resource_group(subscription, name).await?;
     let location = match (opt_str(&body, "location")?, &existing) {
         (Some(location), _) => crate::location::parse(location)?,
         (None, Some(existing)) if ctx.method == Method::PATCH => {
@@ -116,22 +95,20 @@ async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmE
         }
         _ => {
             return Err(ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "LocationRequired",
+                ErrorCode::LocationRequired,
                 "The location property is required for this definition.",
             )
             .with_target("location"));
         }
     };
     if ctx.method == Method::PATCH && existing.is_none() {
-        return Err(not_found(name));
+        return Err(ArmError::resource_group_not_found(name));
     }
     if let Some(existing) = &existing {
         let stored = existing["location"].as_str().unwrap_or_default();
         if !stored.eq_ignore_ascii_case(&location) {
             return Err(ArmError::new(
-                StatusCode::CONFLICT,
-                "InvalidResourceGroupLocation",
+                ErrorCode::InvalidResourceGroupLocation,
                 format!(
                     "Invalid resource group location '{location}'. The Resource group already exists in location '{stored}'."
                 ),
@@ -163,9 +140,6 @@ async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmE
         (group.to_string(), ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
     let write_id = id.clone();
     let (_, created) = ctx
-        .arm
-        .identity()
-        .store()
         .write(move |tx| {
             let write = ResourceWrite {
                 id: &write_id,
@@ -175,23 +149,19 @@ async fn put(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmE
             };
             tx.resource_put(write, &precondition, now)
         })
-        .await
-        .map_err(crate::error::precondition_failed)?;
+        .await?;
     Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &group))
 }
 
 async fn delete(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, ArmError> {
-    let group = require(ctx, subscription, name).await?;
+    let group = ctx.require_resource_group(subscription, name).await?;
     let id = group["id"].as_str().unwrap_or_default().to_owned();
     let (contents, now, precondition) = (format!("{id}/"), ctx.now, ctx.precondition());
     let outcome = ctx
-        .arm
-        .identity()
-        .store()
         .write(move |tx| {
             // The group's own precondition first: a failed one changes nothing.
-            tx.resource_delete(&id, &precondition).map_err(crate::error::precondition_failed)?;
-            crate::dispatch::delete_contents(tx, &contents, now)?;
+            tx.resource_delete(&id, &precondition)?;
+            delete_contents(tx, &contents, now)?;
             Ok::<_, ArmError>(())
         })
         .await;
@@ -215,9 +185,12 @@ async fn delete(ctx: &Ctx, subscription: &str, name: &str) -> Result<Response, A
         ctx.arm.identity().origin(),
         operation.id
     );
-    let response =
-        operation::with_header(operation::empty(StatusCode::ACCEPTED), "location", &location);
-    Ok(operation::with_header(response, "retry-after", "1"))
+    let response = crate::response::with_header(
+        crate::response::empty(StatusCode::ACCEPTED),
+        "location",
+        &location,
+    );
+    Ok(crate::response::with_header(response, "retry-after", "1"))
 }
 
 /// `GET /subscriptions/{s}/resourcegroups`: the groups the caller may read, paged.
@@ -225,7 +198,7 @@ pub async fn list(ctx: &Ctx, subscription: &str) -> Result<Response, ArmError> {
     let subscription = ctx.subscription(subscription).await?.id;
     ctx.api_version(&API_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     ctx.authorize_list(READ, &format!("/subscriptions/{subscription}")).await?;
     let top = ctx.top(1000, 1000)?;
@@ -248,4 +221,19 @@ pub async fn list(ctx: &Ctx, subscription: &str) -> Result<Response, ArmError> {
         body["nextLink"] = json!(ctx.next_link(&last, top));
     }
     Ok(json(StatusCode::OK, &body))
+}
+
+/// Deletes every resource whose id starts with `prefix`, running each type's clean-up (a VNet
+/// gives its allocations back; a pool must be empty). Resources nested deepest go first, and
+/// virtual networks before the pools that they hold space in.
+fn delete_contents(tx: &mut WriteTx<'_>, prefix: &str, now: Timestamp) -> Result<(), ArmError> {
+    let mut contents: Vec<StoredResource> = tx.resources_under(prefix)?;
+    contents.sort_by_key(|resource| {
+        (deletion_rank(resource), std::cmp::Reverse(resource.id.matches('/').count()))
+    });
+    for resource in contents {
+        clean_up(tx, &resource, now)?;
+        tx.resource_delete(&resource.id, &Precondition::None)?;
+    }
+    Ok(())
 }

@@ -2,9 +2,7 @@
 //! resource's `location` must be one of them, given as a name (`westus`) or a display name
 //! (`West US`), in any case; it is stored as the name.
 
-use axum::http::StatusCode;
-
-use crate::error::ArmError;
+use crate::error::{ArmError, ErrorCode};
 
 /// The public cloud's physical regions, as `az account list-locations` names them.
 pub const REGIONS: &[&str] = &[
@@ -81,16 +79,13 @@ pub fn parse(location: &str) -> Result<String, ArmError> {
     let name = normalize(location);
     if name.is_empty() {
         return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "LocationRequired",
+            ErrorCode::LocationRequired,
             "The location property is required for this definition.",
         )
         .with_target("location"));
     }
     if !REGIONS.contains(&name.as_str()) {
-        return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidLocation",
+        return Err(ArmError::new(ErrorCode::InvalidLocation,
             format!(
                 "The provided location '{location}' is not available for this resource. List the available regions with 'az account list-locations'."
             ),
@@ -108,9 +103,9 @@ mod tests {
     fn regions_are_named_or_displayed_in_any_case() {
         assert_eq!(parse("West US").unwrap(), "westus");
         assert_eq!(parse("CENTRALUS").unwrap(), "centralus");
-        assert_eq!(parse(" ").unwrap_err().code, "LocationRequired");
-        assert_eq!(parse("mars").unwrap_err().code, "InvalidLocation");
-        assert_eq!(parse("westus<script>").unwrap_err().code, "InvalidLocation");
+        assert_eq!(parse(" ").unwrap_err().code, ErrorCode::LocationRequired);
+        assert_eq!(parse("mars").unwrap_err().code, ErrorCode::InvalidLocation);
+        assert_eq!(parse("westus<script>").unwrap_err().code, ErrorCode::InvalidLocation);
         assert!(REGIONS.windows(2).all(|pair| pair[0] < pair[1]), "sorted, no duplicates");
     }
 }

@@ -12,9 +12,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::Arm;
 use crate::api_version::ApiVersions;
-use crate::error::{ArmError, json};
+use crate::error::{ArmError, ErrorCode};
+use crate::response::json;
+use crate::state::Arm;
 
 /// Versions answered with one cloud object, and the older ones answered with a list of clouds.
 const SINGLE_CLOUD: ApiVersions = ApiVersions::new("metadata/endpoints", &["2022-09-01"]);
@@ -60,7 +61,7 @@ pub(crate) async fn endpoints(
         return Ok(json(StatusCode::OK, &json!([document])));
     }
     SINGLE_CLOUD.check(given).map_err(|error| {
-        if error.code == "InvalidApiVersionParameter" {
+        if error.code == ErrorCode::InvalidApiVersionParameter {
             ArmError {
                 message: format!(
                     "{} Older versions '{}' answer a list of clouds.",

@@ -7,8 +7,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use store::resource::{Precondition, ResourceWrite};
 
-use crate::error::{ArmError, json};
+use crate::error::{ArmError, ErrorCode};
 use crate::request::Ctx;
+use crate::response::json;
 
 const OPERATION_TYPE: &str = "crosspool/operations";
 
@@ -40,7 +41,7 @@ fn key(subscription: &str, id: &str) -> String {
 /// Stores an operation's outcome, for the status URLs.
 pub async fn record(ctx: &Ctx, subscription: &str, operation: &Operation) -> Result<(), ArmError> {
     let write = Recording::new(ctx, subscription, operation);
-    ctx.arm.identity().store().write(move |tx| write.apply(tx)).await?;
+    ctx.write(move |tx| write.apply(tx)).await?;
     Ok(())
 }
 
@@ -59,7 +60,7 @@ impl Recording {
         let body = json!({
             "status": operation.status,
             "error": operation.error.as_ref().map(|error| json!({
-                "code": error.code, "message": error.message, "status": error.status.as_u16(),
+                "code": error.code.as_str(), "message": error.message, "status": error.status.as_u16(),
             })),
             "finalStatus": operation.final_status.as_u16(),
             "finalBody": operation.final_body,
@@ -117,8 +118,7 @@ async fn load(ctx: &Ctx, subscription: &str, id: &str) -> Result<Value, ArmError
         })
         .ok_or_else(|| {
             ArmError::new(
-                StatusCode::NOT_FOUND,
-                "OperationNotFound",
+                ErrorCode::OperationNotFound,
                 format!("The operation '{id}' could not be found."),
             )
         })

@@ -1,20 +1,25 @@
 //! One ARM request as the resource handlers see it: who calls, with which api-version, body and
-//! preconditions, and the checks every resource shares (subscription and token tenant, RBAC).
+//! preconditions, the checks every resource shares (subscription and token tenant, RBAC), the
+//! resource group a path names, and the request's reads and writes of the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use serde_json::{Value, json};
 use store::Timestamp;
 use store::authorization::{RoleAssignmentRecord, SubscriptionRecord};
 use store::resource::Precondition;
 
 use crate::api_version::ApiVersions;
-use crate::auth::{Caller, PrincipalKind};
-use crate::error::ArmError;
-use crate::{Arm, RequestIds, rbac};
+use crate::auth::{Caller, PrincipalKind, check_token_tenant};
+use crate::error::{ArmError, ErrorCode};
+use crate::rbac;
+use crate::state::{Arm, RequestIds};
+
+/// The type of resource groups' documents.
+pub const RESOURCE_GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
 
 /// An ARM request, parsed.
 #[derive(Debug)]
@@ -46,6 +51,55 @@ impl Ctx {
         self.arm.identity().store().read_cached(&self.ticket, f).await
     }
 
+    /// A write transaction of this request (`Store::write`).
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut store::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<store::error::StoreError> + Send + 'static,
+    {
+        self.arm.identity().store().write(f).await
+    }
+
+    /// A write transaction of this request that locks the pool trees of the network manager
+    /// `key` names (`Store::write_on`).
+    pub async fn write_on<T, E, F>(&self, key: &str, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut store::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<store::error::StoreError> + Send + 'static,
+    {
+        self.arm.identity().store().write_on(key, f).await
+    }
+
+    /// The 405 for this request's method and path.
+    pub fn method_not_allowed(&self) -> ArmError {
+        ArmError::method_not_allowed(&self.method, &self.path)
+    }
+
+    /// The stored resource group `name` of `subscription`, if it exists.
+    pub async fn resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ArmError> {
+        let id = format!("/subscriptions/{subscription}/resourceGroups/{name}");
+        let stored = self.read(move |tx| tx.resource_of_type(RESOURCE_GROUP_TYPE, &id)).await?;
+        Ok(stored.and_then(|stored| serde_json::from_str(&stored.body).ok()))
+    }
+
+    /// The resource group, which must exist: a resource inside a missing group is
+    /// `ResourceGroupNotFound`.
+    pub async fn require_resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<Value, ArmError> {
+        self.resource_group(subscription, name)
+            .await?
+            .ok_or_else(|| ArmError::resource_group_not_found(name))
+    }
+
     /// The request's api-version, if `versions` serves it.
     pub fn api_version(&self, versions: &ApiVersions) -> Result<&'static str, ArmError> {
         versions.check(self.query.get("api-version").map(String::as_str))
@@ -54,12 +108,13 @@ impl Ctx {
     /// The body as a JSON object.
     pub fn json_body(&self) -> Result<Value, ArmError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Err(invalid_content("the request body is empty"));
+            return Err(ArmError::invalid_content("the request body is empty"));
         }
-        let value: Value = serde_json::from_slice(&self.body)
-            .map_err(|error| invalid_content(&format!("the body is not valid JSON: {error}")))?;
+        let value: Value = serde_json::from_slice(&self.body).map_err(|error| {
+            ArmError::invalid_content(&format!("the body is not valid JSON: {error}"))
+        })?;
         if !value.is_object() {
-            return Err(invalid_content("the body must be a JSON object"));
+            return Err(ArmError::invalid_content("the body must be a JSON object"));
         }
         Ok(value)
     }
@@ -92,12 +147,11 @@ impl Ctx {
         let _ = self.assignments.set(assignments);
         let subscription = subscription.ok_or_else(|| {
             ArmError::new(
-                StatusCode::NOT_FOUND,
-                "SubscriptionNotFound",
+                ErrorCode::SubscriptionNotFound,
                 format!("The subscription '{id}' could not be found."),
             )
         })?;
-        crate::subscription::check_token_tenant(&self.arm, &self.caller, &subscription)?;
+        check_token_tenant(&self.arm, &self.caller, &subscription)?;
         Ok(subscription)
     }
 
@@ -106,7 +160,12 @@ impl Ctx {
         if self.allowed(action, scope).await? {
             return Ok(());
         }
-        Err(authorization_failed(&self.caller, action, scope))
+        Err(ArmError::authorization_failed(
+            self.caller.name(),
+            self.caller.object_id(),
+            action,
+            scope,
+        ))
     }
 
     /// Refuses a list unless the caller's roles grant `action` at `scope` or somewhere below it
@@ -116,7 +175,12 @@ impl Ctx {
         if rbac::allows_at_or_below(self.role_assignments().await?, action, scope) {
             return Ok(());
         }
-        Err(authorization_failed(&self.caller, action, scope))
+        Err(ArmError::authorization_failed(
+            self.caller.name(),
+            self.caller.object_id(),
+            action,
+            scope,
+        ))
     }
 
     /// Whether the caller's roles grant `action` on `scope`.
@@ -157,9 +221,7 @@ impl Ctx {
             return Ok(default);
         };
         text.parse::<usize>().ok().filter(|top| (1..=max).contains(top)).ok_or_else(|| {
-            ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameter",
+            ArmError::new(ErrorCode::InvalidParameter,
                 format!("The value '{text}' of '$top' is invalid: it must be an integer from 1 to {max}."),
             )
         })
@@ -195,50 +257,18 @@ pub fn principal_type(kind: PrincipalKind) -> &'static str {
     }
 }
 
-/// ARM's 403 for a missing permission.
-pub fn authorization_failed(caller: &Caller, action: &str, scope: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::FORBIDDEN,
-        "AuthorizationFailed",
-        format!(
-            "The client '{}' with object id '{}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-            caller.name(),
-            caller.object_id()
-        ),
-    )
-}
-
-/// A 400 `InvalidRequestContent`.
-pub fn invalid_content(reason: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "InvalidRequestContent",
-        format!("The request content was invalid and could not be deserialized: {reason}."),
-    )
-}
-
-/// A 400 naming the field at fault.
-pub fn invalid_field(field: &str, reason: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "InvalidRequestContent",
-        format!("The request content was invalid: '{field}' {reason}."),
-    )
-    .with_target(field)
-}
-
 /// The optional string at a dotted `path` of a body; any other type is a 400 naming the field.
 pub fn opt_str<'a>(body: &'a Value, path: &str) -> Result<Option<&'a str>, ArmError> {
     match lookup(body, path) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(invalid_field(path, "must be a string")),
+        Some(_) => Err(ArmError::invalid_field(path, "must be a string")),
     }
 }
 
 /// The required string at `path`.
 pub fn req_str<'a>(body: &'a Value, path: &str) -> Result<&'a str, ArmError> {
-    opt_str(body, path)?.ok_or_else(|| invalid_field(path, "is required"))
+    opt_str(body, path)?.ok_or_else(|| ArmError::invalid_field(path, "is required"))
 }
 
 /// The optional array at `path`.
@@ -246,7 +276,7 @@ pub fn opt_array<'a>(body: &'a Value, path: &str) -> Result<Option<&'a Vec<Value
     match lookup(body, path) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => Ok(Some(items)),
-        Some(_) => Err(invalid_field(path, "must be an array")),
+        Some(_) => Err(ArmError::invalid_field(path, "must be an array")),
     }
 }
 
@@ -255,7 +285,7 @@ pub fn opt_object<'a>(body: &'a Value, path: &str) -> Result<Option<&'a Value>, 
     match lookup(body, path) {
         None | Some(Value::Null) => Ok(None),
         Some(value @ Value::Object(_)) => Ok(Some(value)),
-        Some(_) => Err(invalid_field(path, "must be an object")),
+        Some(_) => Err(ArmError::invalid_field(path, "must be an object")),
     }
 }
 
@@ -266,9 +296,9 @@ pub fn opt_strings(body: &Value, path: &str) -> Result<Option<Vec<String>>, ArmE
         .iter()
         .enumerate()
         .map(|(at, item)| {
-            item.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| invalid_field(&format!("{path}[{at}]"), "must be a string"))
+            item.as_str().map(str::to_owned).ok_or_else(|| {
+                ArmError::invalid_field(&format!("{path}[{at}]"), "must be a string")
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)

@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use store::authorization::{SubscriptionRecord, subscription_of_scope};
 use store::error::StoreError;
 
-use crate::api_version::ApiVersions;
-use crate::auth::Caller;
-use crate::error::{ArmError, json};
+use crate::api_version::{ApiVersions, TENANTS_API_VERSIONS};
+use crate::auth::{Caller, check_token_tenant};
+use crate::error::{ArmError, ErrorCode};
 use crate::rbac::has_role_at_or_below;
-use crate::{Arm, TENANTS_API_VERSIONS};
+use crate::response::json;
+use crate::state::Arm;
 
 /// The api-versions of the subscription operations: the same as the tenant list's.
 pub const SUBSCRIPTIONS_API_VERSIONS: ApiVersions = TENANTS_API_VERSIONS;
@@ -89,8 +90,7 @@ pub(crate) async fn get(
         .await?;
     let subscription = subscription.ok_or_else(|| {
         ArmError::new(
-            StatusCode::NOT_FOUND,
-            "SubscriptionNotFound",
+            ErrorCode::SubscriptionNotFound,
             format!("The subscription '{subscription_id}' could not be found."),
         )
     })?;
@@ -98,8 +98,7 @@ pub(crate) async fn get(
     let scope = format!("/subscriptions/{}", subscription.id);
     if !has_role_at_or_below(&assignments, &scope) {
         return Err(ArmError::new(
-            StatusCode::FORBIDDEN,
-            "AuthorizationFailed",
+            ErrorCode::AuthorizationFailed,
             format!(
                 "The client '{}' with object id '{}' does not have authorization to perform action 'Microsoft.Resources/subscriptions/read' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
                 caller.app_id(),
@@ -110,24 +109,31 @@ pub(crate) async fn get(
     Ok(json(StatusCode::OK, &subscription_json(&subscription)))
 }
 
-/// A token must come from the tenant that owns the subscription it addresses.
-pub fn check_token_tenant(
-    arm: &Arm,
-    caller: &Caller,
-    subscription: &SubscriptionRecord,
-) -> Result<(), ArmError> {
-    if caller.tenant_id() == subscription.tenant_id {
-        return Ok(());
-    }
-    let origin = arm.identity().origin();
-    Err(ArmError::unauthorized(
-        "InvalidAuthenticationTokenTenant",
-        format!(
-            "The access token is from the wrong issuer '{origin}/{}/v2.0'. It must match the tenant '{origin}/{}/v2.0' associated with this subscription. Please use the authority (URL) '{origin}/{}' to get the token.",
-            caller.tenant_id(),
-            subscription.tenant_id,
-            subscription.tenant_id
-        ),
-        &format!("{origin}/{}", subscription.tenant_id),
-    ))
+/// `GET /tenants`: the token's tenant.
+pub(crate) async fn tenants_list(
+    State(arm): State<Arc<Arm>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    caller: Caller,
+) -> Result<Response, ArmError> {
+    TENANTS_API_VERSIONS.check(query.get("api-version").map(String::as_str))?;
+    let tenant_id = caller.tenant_id().to_owned();
+    let tenant = arm
+        .identity()
+        .store()
+        .read(move |tx| tx.tenant_find(&tenant_id))
+        .await?
+        .ok_or_else(|| ArmError::invalid_token("the token's tenant does not exist"))?;
+    let body = json!({
+        "value": [{
+            "id": format!("/tenants/{}", tenant.id),
+            "tenantId": tenant.id,
+            "countryCode": "US",
+            "displayName": tenant.display_name,
+            "domains": [tenant.domain],
+            "tenantCategory": "Home",
+            "defaultDomain": tenant.domain,
+            "tenantType": "AAD",
+        }]
+    });
+    Ok(json(StatusCode::OK, &body))
 }

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arm::Arm;
 use arm::auth::Caller;
+use arm::state::Arm;
 use identity::Identity;
 use identity::secret::password_hash;
 use serde_json::{Value, json};

@@ -152,7 +152,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             .await
             .context("starting the identity service")?,
     );
-    let arm = Arc::new(arm::Arm::new(identity.clone()));
+    let arm = Arc::new(arm::state::Arm::new(identity.clone()));
     let demo = match config.demo {
         true => Some(demo::ensure(&identity, &arm, &config.data_dir, &origin, &tls.ca_cert).await?),
         false => None,

@@ -13,10 +13,10 @@ use store::error::StoreError;
 use store::{ReadTx, WriteTx};
 
 use super::docs::{self, Doc, MANAGER_CONNECTION_TYPE, SCOPE_CONNECTION_TYPE};
-use crate::error::{ArmError, json};
-use crate::operation;
+use crate::error::ArmError;
 use crate::path::ResourceRef;
-use crate::request::{Ctx, invalid_field, opt_str, req_str};
+use crate::request::{Ctx, opt_str, req_str};
+use crate::response::json;
 
 /// The manager id a scope connection's id lies under.
 fn manager_of(scope_connection_id: &str) -> &str {
@@ -172,11 +172,11 @@ fn mark_connected(
 }
 
 pub async fn scope_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
-    let manager = super::managers::require(ctx, &reference.id_at(1)).await?;
+    let manager = docs::require(ctx, docs::MANAGER_TYPE, &reference.id_at(1)).await?;
     let top = ctx.top(20, 20)?;
     let prefix = format!("{}/scopeConnections/", manager.id);
     let read = "Microsoft.Network/networkManagers/scopeConnections/read";
@@ -184,9 +184,9 @@ pub async fn scope_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
 }
 
 pub async fn manager_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     let top = ctx.top(20, 20)?;
     let prefix = format!(
@@ -198,14 +198,14 @@ pub async fn manager_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response
 }
 
 pub async fn scope_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
-    let manager = super::managers::require(ctx, &reference.id_at(1)).await?;
+    ctx.api_version(&docs::API_VERSIONS)?;
+    let manager = docs::require(ctx, docs::MANAGER_TYPE, &reference.id_at(1)).await?;
     let id = format!("{}/scopeConnections/{}", manager.id, reference.names()[1]);
     one(ctx, SCOPE_CONNECTION_TYPE, &id, &["networkManagers", "scopeConnections"]).await
 }
 
 pub async fn manager_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     let id = format!(
         "/subscriptions/{}/providers/Microsoft.Network/networkManagerConnections/{}",
         reference.subscription,
@@ -220,7 +220,7 @@ async fn one(
     id: &str,
     types: &[&str],
 ) -> Result<Response, ArmError> {
-    ctx.authorize(&super::action(types, &ctx.method), id).await?;
+    ctx.authorize(&docs::action(types, &ctx.method), id).await?;
     match ctx.method {
         Method::GET => {
             let served = docs::load_served(ctx, kind, id, serve).await?;
@@ -231,19 +231,18 @@ async fn one(
             let lookup = id.to_owned();
             let precondition = ctx.precondition();
             let deleted = ctx
-                .arm
-                .identity()
-                .store()
                 .write(move |tx| {
-                    let existing = tx
-                        .resource_delete(&lookup, &precondition)
-                        .map_err(crate::error::precondition_failed)?;
+                    let existing = tx.resource_delete(&lookup, &precondition)?;
                     Ok::<_, ArmError>(existing.is_some())
                 })
                 .await?;
-            Ok(operation::empty(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }))
+            Ok(crate::response::empty(if deleted {
+                StatusCode::OK
+            } else {
+                StatusCode::NO_CONTENT
+            }))
         }
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
@@ -253,7 +252,10 @@ async fn put(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Response, ArmErr
     let properties = if kind == SCOPE_CONNECTION_TYPE {
         let tenant = req_str(&body, "properties.tenantId")?;
         if uuid::Uuid::parse_str(tenant).is_err() {
-            return Err(invalid_field("properties.tenantId", "must be a tenant id (a GUID)"));
+            return Err(ArmError::invalid_field(
+                "properties.tenantId",
+                "must be a tenant id (a GUID)",
+            ));
         }
         let resource_id = req_str(&body, "properties.resourceId")?;
         let is_group = resource_id
@@ -261,7 +263,7 @@ async fn put(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Response, ArmErr
             .to_ascii_lowercase()
             .starts_with("providers/microsoft.management/managementgroups/");
         if subscription_scope(resource_id).is_none() && !is_group {
-            return Err(invalid_field(
+            return Err(ArmError::invalid_field(
                 "properties.resourceId",
                 "must be /subscriptions/{id} or /providers/Microsoft.Management/managementGroups/{id}",
             ));
@@ -273,7 +275,7 @@ async fn put(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Response, ArmErr
             matches!(target, crate::path::Target::Provider(r) if r.is(&["networkManagers"]) && r.names().len() == 1 && r.resource_group.is_some())
         });
         if !valid {
-            return Err(invalid_field(
+            return Err(ArmError::invalid_field(
                 "properties.networkManagerId",
                 "must be the id of a network manager",
             ));
@@ -297,9 +299,6 @@ async fn put(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Response, ArmErr
     let (tenant, now, precondition) =
         (ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
     let (served, created) = ctx
-        .arm
-        .identity()
-        .store()
         .write(move |tx| {
             let (doc, created) = docs::put(tx, kind, &tenant, &document, &precondition, now)?;
             let counterparts = if kind == SCOPE_CONNECTION_TYPE {
@@ -321,5 +320,5 @@ async fn put(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Response, ArmErr
 
 /// The `ETag` header the connection examples carry.
 fn with_etag(response: Response, body: &Value) -> Response {
-    operation::with_header(response, "etag", body["etag"].as_str().unwrap_or_default())
+    crate::response::with_header(response, "etag", body["etag"].as_str().unwrap_or_default())
 }

@@ -1,15 +1,16 @@
-//! What the network resources share: their stored documents, envelopes, names, and the mapping
-//! of the allocator's refusals to ARM errors.
+//! What the network resources share: their api-versions and actions, their stored documents,
+//! envelopes and names, and what deleting one must undo.
 
-use axum::http::StatusCode;
-use ipam::error::Error as IpamError;
+use axum::http::{Method, StatusCode};
+use ipam::usage::Holder;
 use serde_json::{Value, json};
 use store::error::StoreError;
-use store::pool::Change;
+use store::pool::{Change, PoolRecord};
 use store::resource::{Precondition, ResourceWrite, StoredResource};
 use store::{ReadTx, Timestamp, WriteTx};
 
-use crate::error::ArmError;
+use crate::api_version::ApiVersions;
+use crate::error::{ArmError, ErrorCode};
 use crate::request::Ctx;
 
 pub const MANAGER_TYPE: &str = "Microsoft.Network/networkManagers";
@@ -18,6 +19,50 @@ pub const STATIC_CIDR_TYPE: &str = "Microsoft.Network/networkManagers/ipamPools/
 pub const SCOPE_CONNECTION_TYPE: &str = "Microsoft.Network/networkManagers/scopeConnections";
 pub const MANAGER_CONNECTION_TYPE: &str = "Microsoft.Network/networkManagerConnections";
 pub const VNET_TYPE: &str = "Microsoft.Network/virtualNetworks";
+
+/// The api-versions of the network resources: every stable version from 2022-07-01 (the seeds'
+/// VNet PUT) to 2026-01-01.
+pub const API_VERSIONS: ApiVersions = ApiVersions::new(
+    "Microsoft.Network",
+    &[
+        "2022-07-01",
+        "2022-09-01",
+        "2022-11-01",
+        "2023-02-01",
+        "2023-04-01",
+        "2023-05-01",
+        "2023-06-01",
+        "2023-09-01",
+        "2023-11-01",
+        "2024-01-01",
+        "2024-01-01-preview",
+        "2024-03-01",
+        "2024-05-01",
+        "2024-07-01",
+        "2024-10-01",
+        "2025-01-01",
+        "2025-03-01",
+        "2025-05-01",
+        "2025-07-01",
+        "2026-01-01",
+    ],
+);
+
+/// IPAM pools and static CIDRs exist from 2024-01-01-preview on.
+pub const IPAM_API_VERSIONS: ApiVersions = ApiVersions::new(
+    "Microsoft.Network/networkManagers/ipamPools",
+    &[
+        "2024-01-01-preview",
+        "2024-05-01",
+        "2024-07-01",
+        "2024-10-01",
+        "2025-01-01",
+        "2025-03-01",
+        "2025-05-01",
+        "2025-07-01",
+        "2026-01-01",
+    ],
+);
 
 /// A stored document: its id as created, its body (without `etag`) and its etag.
 #[derive(Debug, Clone)]
@@ -75,6 +120,58 @@ where
         })
         .await?;
     served.ok_or_else(|| not_found(kind, id))
+}
+
+/// The document of `kind` at `id`, which must exist (`ResourceNotFound`).
+pub async fn require(ctx: &Ctx, kind: &'static str, id: &str) -> Result<Doc, ArmError> {
+    load(ctx, kind, id).await?.ok_or_else(|| not_found(kind, id))
+}
+
+/// The pool's record in the allocator.
+pub fn pool_record(tx: &mut ReadTx<'_>, pool_id: &str) -> Result<Option<PoolRecord>, StoreError> {
+    tx.pool_by_key(&pool_id.to_ascii_lowercase())
+}
+
+/// Takes a pool out of the allocator; refused while it has child pools, associated resources or
+/// static CIDRs.
+pub fn remove_pool_from_allocator(
+    tx: &mut WriteTx<'_>,
+    pool_id: &str,
+    change: Change<'_>,
+) -> Result<(), ArmError> {
+    let Some(pool) = pool_record(tx, pool_id)? else { return Ok(()) };
+    let name = pool.name().to_owned();
+    // Refused while anything is held, in the contract's words (CONTRACT 5.5, 7).
+    if let Some(child) = tx.pool_children(pool.id())?.first() {
+        return Err(ArmError::new(
+            ErrorCode::IpamPoolHasChildPools,
+            format!(
+                "Ipam pool '{name}' has child pools (for example '{}'); delete them first.",
+                child.name()
+            ),
+        ));
+    }
+    let allocations = tx.allocations_of_pool(pool.id())?;
+    if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::Resource) {
+        return Err(ArmError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "Ipam pool '{name}' has Azure resources associated (for example '{}'); remove the associations first.",
+                held.owner_id()
+            ),
+        ));
+    }
+    if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::StaticCidr) {
+        return Err(ArmError::new(
+            ErrorCode::IpamPoolHasStaticCidrs,
+            format!(
+                "Ipam pool '{name}' has static CIDRs (for example '{}'); delete them first.",
+                held.owner_id()
+            ),
+        ));
+    }
+    tx.pool_delete(pool.id(), change)?;
+    Ok(())
 }
 
 /// Documents of `kind` whose ids start with `prefix`, a page after `after`.
@@ -135,7 +232,7 @@ pub fn write_doc(
     let id = body["id"].as_str().unwrap_or_default().to_owned();
     let text = body.to_string();
     let resource = ResourceWrite { id: &id, resource_type: kind, tenant_id: tenant, body: &text };
-    let (stored, created) = write(tx, resource).map_err(crate::error::precondition_failed)?;
+    let (stored, created) = write(tx, resource)?;
     Ok((Doc { id: stored.id, body: body.clone(), etag: stored.etag }, created))
 }
 
@@ -154,8 +251,7 @@ pub fn check_name(name: &str, what: &str) -> Result<(), ArmError> {
         return Ok(());
     }
     Err(ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "InvalidResourceName",
+        ErrorCode::InvalidResourceName,
         format!(
             "The {what} name '{name}' is invalid: it must be 1 to 64 letters, digits, '_', '.' or '-', start with a letter or digit and end with a letter, digit or '_'."
         ),
@@ -166,8 +262,7 @@ pub fn check_name(name: &str, what: &str) -> Result<(), ArmError> {
 pub fn not_found(kind: &str, id: &str) -> ArmError {
     let name = id.rsplit('/').next().unwrap_or(id);
     ArmError::new(
-        StatusCode::NOT_FOUND,
-        "ResourceNotFound",
+        ErrorCode::ResourceNotFound,
         format!(
             "The Resource '{kind}/{name}' under resource group '{}' was not found.",
             group_of(id)
@@ -220,14 +315,11 @@ pub fn tags(body: &Value, existing: Option<&Doc>) -> Result<Value, ArmError> {
         }
         Some(Value::Object(map)) => {
             if let Some((key, _)) = map.iter().find(|(_, value)| !value.is_string()) {
-                return Err(crate::request::invalid_field(
-                    &format!("tags.{key}"),
-                    "must be a string",
-                ));
+                return Err(ArmError::invalid_field(&format!("tags.{key}"), "must be a string"));
             }
             Ok(Value::Object(map.clone()))
         }
-        Some(_) => Err(crate::request::invalid_field("tags", "must be an object of strings")),
+        Some(_) => Err(ArmError::invalid_field("tags", "must be an object of strings")),
     }
 }
 
@@ -238,8 +330,7 @@ pub fn location(body: &Value, existing: Option<&Doc>) -> Result<String, ArmError
     let stored = existing.and_then(|doc| doc.body["location"].as_str()).map(str::to_owned);
     match (given, stored) {
         (Some(given), Some(stored)) if given != stored => Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "LocationCannotBeChanged",
+            ErrorCode::LocationCannotBeChanged,
             format!(
                 "The location of an existing resource cannot change from '{stored}' to '{given}'."
             ),
@@ -247,8 +338,7 @@ pub fn location(body: &Value, existing: Option<&Doc>) -> Result<String, ArmError
         .with_target("location")),
         (Some(location), _) | (None, Some(location)) => Ok(location),
         (None, None) => Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "LocationRequired",
+            ErrorCode::LocationRequired,
             "The location property is required for this definition.",
         )
         .with_target("location")),
@@ -258,51 +348,9 @@ pub fn location(body: &Value, existing: Option<&Doc>) -> Result<String, ArmError
 /// Gives back every allocation `owner` holds.
 pub fn release_all(tx: &mut WriteTx<'_>, owner: &str, change: Change<'_>) -> Result<(), ArmError> {
     for allocation in tx.allocations_of_owner(owner)? {
-        tx.allocation_release(allocation.id(), change).map_err(store_error)?;
+        tx.allocation_release(allocation.id(), change)?;
     }
     Ok(())
-}
-
-/// A store error, with the allocator's refusals as 400/409s.
-pub fn store_error(error: StoreError) -> ArmError {
-    match error {
-        StoreError::Ipam(error) => ipam_error(&error),
-        StoreError::Constraint { .. } => ArmError::new(
-            StatusCode::CONFLICT,
-            "AnotherOperationInProgress",
-            "Another operation on this resource or pool is in progress; retry the request.",
-        ),
-        other => other.into(),
-    }
-}
-
-/// The allocator's refusal as an ARM error.
-pub fn ipam_error(error: &IpamError) -> ArmError {
-    let (status, code) = match error {
-        IpamError::InvalidPrefix { .. } => (StatusCode::BAD_REQUEST, "InvalidAddressPrefixFormat"),
-        IpamError::InvalidCount { .. } | IpamError::InvalidLength { .. } => {
-            (StatusCode::BAD_REQUEST, "InvalidNumberOfIpAddresses")
-        }
-        IpamError::NoPrefixes => (StatusCode::BAD_REQUEST, "IpamPoolAddressPrefixesRequired"),
-        IpamError::MixedFamilies { .. } | IpamError::WrongFamily { .. } => {
-            (StatusCode::BAD_REQUEST, "IpamPoolAddressFamilyMismatch")
-        }
-        IpamError::OverlappingPrefixes { .. } => {
-            (StatusCode::BAD_REQUEST, "OverlappingAddressPrefixes")
-        }
-        IpamError::OutsidePool { .. } => (StatusCode::BAD_REQUEST, "AddressPrefixNotInPool"),
-        IpamError::NotFree { .. } => (StatusCode::CONFLICT, "AddressPrefixNotAvailable"),
-        IpamError::PoolExhausted { .. } => (StatusCode::CONFLICT, "IpamPoolExhausted"),
-        IpamError::PrefixInUse { .. } => (StatusCode::BAD_REQUEST, "IpamPoolAddressPrefixInUse"),
-        IpamError::TooDeep { .. } => (StatusCode::BAD_REQUEST, "IpamPoolHierarchyTooDeep"),
-        IpamError::UnknownPool { .. } => (StatusCode::NOT_FOUND, "IpamPoolNotFound"),
-        IpamError::PoolNotEmpty { .. } => (StatusCode::BAD_REQUEST, "IpamPoolNotEmpty"),
-    };
-    let mut message = error.to_string();
-    if let Some(first) = message.get(..1) {
-        message = first.to_uppercase() + &message[1..];
-    }
-    ArmError::new(status, code, format!("{message}."))
 }
 
 /// Prefixes as strings.
@@ -329,9 +377,7 @@ where
     let skip = match ctx.query.get("skip").or_else(|| ctx.query.get("$skip")) {
         None => 0,
         Some(text) => text.parse::<usize>().ok().filter(|skip| *skip <= 100_000).ok_or_else(|| {
-            ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameter",
+            ArmError::new(ErrorCode::InvalidParameter,
                 format!("The value '{text}' of 'skip' is invalid: it must be an integer from 0 to 100000."),
             )
         })?,
@@ -355,5 +401,49 @@ where
     if let Some(last) = last {
         body["nextLink"] = json!(ctx.next_link(&last, top));
     }
-    Ok(crate::error::json(StatusCode::OK, &body))
+    Ok(crate::response::json(StatusCode::OK, &body))
+}
+
+/// The action string ARM checks for a request on a resource of `types` (e.g.
+/// `["networkManagers", "ipamPools"]`), in the casing the client sent (actions match
+/// case-insensitively).
+pub fn action(types: &[&str], method: &Method) -> String {
+    let verb = match *method {
+        Method::GET | Method::HEAD => "read",
+        Method::DELETE => "delete",
+        Method::POST => "action",
+        _ => "write",
+    };
+    format!("Microsoft.Network/{}/{verb}", types.join("/"))
+}
+
+/// Where a resource goes in a group's deletion: lower first. Virtual networks release their
+/// space before static CIDRs, then pools (deepest first, by the caller's id-depth order), then
+/// connections and managers.
+pub fn deletion_rank(resource: &StoredResource) -> u8 {
+    match resource.resource_type.as_str() {
+        t if t.eq_ignore_ascii_case(VNET_TYPE) => 0,
+        t if t.eq_ignore_ascii_case(STATIC_CIDR_TYPE) => 1,
+        t if t.eq_ignore_ascii_case(POOL_TYPE) => 2,
+        t if t.eq_ignore_ascii_case(MANAGER_TYPE) => 4,
+        _ => 3,
+    }
+}
+
+/// What deleting a resource must also undo, in the deleting transaction: a VNet's and a static
+/// CIDR's allocations go back to their pools; a pool leaves the allocator (refused while it
+/// still holds anything another resource group owns).
+pub fn clean_up(
+    tx: &mut WriteTx<'_>,
+    resource: &StoredResource,
+    now: Timestamp,
+) -> Result<(), ArmError> {
+    let change = store::pool::Change { now, request_id: "resource-group-delete" };
+    let kind = resource.resource_type.as_str();
+    if kind.eq_ignore_ascii_case(VNET_TYPE) || kind.eq_ignore_ascii_case(STATIC_CIDR_TYPE) {
+        release_all(tx, &resource.id, change)?;
+    } else if kind.eq_ignore_ascii_case(POOL_TYPE) {
+        remove_pool_from_allocator(tx, &resource.id, change)?;
+    }
+    Ok(())
 }

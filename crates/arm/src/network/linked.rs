@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
 use store::authorization::RoleAssignmentRecord;
 
 use crate::auth::{Caller, PrincipalKind, authenticate};
-use crate::error::ArmError;
+use crate::error::{ArmError, ErrorCode};
 use crate::request::Ctx;
 
 pub const ASSOCIATE: &str =
@@ -30,14 +29,17 @@ pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
     // One header carries every auxiliary token; a second one would otherwise go unchecked.
     if headers.next().is_some() {
         return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidAuxiliaryTokens",
+            ErrorCode::InvalidAuxiliaryTokens,
             "The x-ms-authorization-auxiliary header appears more than once; send every auxiliary token in one header, separated by commas.",
         ));
     }
     let origin = ctx.arm.identity().origin().to_owned();
     let refuse = |message: String| {
-        ArmError::unauthorized("InvalidAuthenticationToken", message, &format!("{origin}/common"))
+        ArmError::unauthorized(
+            ErrorCode::InvalidAuthenticationToken,
+            message,
+            &format!("{origin}/common"),
+        )
     };
     let text = header.to_str().map_err(|_| {
         refuse("The x-ms-authorization-auxiliary header is not valid text.".to_owned())
@@ -46,8 +48,7 @@ pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
         text.split([',', ';']).map(str::trim).filter(|entry| !entry.is_empty()).collect();
     if entries.len() > 3 {
         return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidAuxiliaryTokens",
+            ErrorCode::InvalidAuxiliaryTokens,
             format!(
                 "The x-ms-authorization-auxiliary header carries {} tokens; at most 3 are allowed.",
                 entries.len()
@@ -115,8 +116,7 @@ pub fn authorize(
     let (primary_action, primary_scope, linked_action) =
         (check.primary_action, check.primary_scope, check.action);
     Err(ArmError::new(
-        StatusCode::FORBIDDEN,
-        "LinkedAuthorizationFailed",
+        ErrorCode::LinkedAuthorizationFailed,
         format!(
             "The client '{}' with object id '{}' has permission to perform action '{primary_action}' on scope '{primary_scope}'; however, it does not have permission to perform action '{linked_action}' on the linked scope(s) '{pool_id}' or the linked scope(s) are invalid.",
             ctx.caller.name(),

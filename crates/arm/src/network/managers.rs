@@ -11,17 +11,12 @@ use store::resource::Precondition;
 
 use super::connections::{connected_subscriptions, is_connected};
 use super::docs::{self, Doc, MANAGER_TYPE, POOL_TYPE, SCOPE_CONNECTION_TYPE};
-use crate::error::{ArmError, json};
-use crate::operation;
+use crate::error::{ArmError, ErrorCode};
 use crate::path::ResourceRef;
-use crate::request::{Ctx, invalid_field, opt_object, opt_str, opt_strings};
+use crate::request::{Ctx, opt_object, opt_str, opt_strings};
+use crate::response::json;
 
 const SCOPE_ACCESSES: [&str; 4] = ["SecurityAdmin", "Connectivity", "SecurityUser", "Routing"];
-
-/// The manager at `id`, which must exist.
-pub async fn require(ctx: &Ctx, id: &str) -> Result<Doc, ArmError> {
-    docs::load(ctx, MANAGER_TYPE, id).await?.ok_or_else(|| docs::not_found(MANAGER_TYPE, id))
-}
 
 /// Whether a subscription (`/subscriptions/{id}`, in `tenant`) is in a manager's scope: named
 /// in its `networkManagerScopes.subscriptions` (same tenant) or connected by a pair.
@@ -42,7 +37,7 @@ pub fn in_scope(
         });
     if own {
         let manager_tenant = tx
-            .resource_of_type(super::MANAGER_TYPE, &manager.id)?
+            .resource_of_type(docs::MANAGER_TYPE, &manager.id)?
             .map(|stored| stored.tenant_id)
             .unwrap_or_default();
         if manager_tenant.eq_ignore_ascii_case(tenant) {
@@ -68,9 +63,9 @@ fn serve(tx: &mut ReadTx<'_>, doc: &Doc) -> Result<Value, StoreError> {
 }
 
 pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     let top = ctx.top(20, 20)?;
     let prefix = match &reference.resource_group {
@@ -91,22 +86,22 @@ pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErr
 }
 
 pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     let group = reference.resource_group.as_deref().unwrap_or_default();
-    let group = crate::groups::require(ctx, &reference.subscription, group).await?;
+    let group = ctx.require_resource_group(&reference.subscription, group).await?;
     let id = format!(
         "{}/providers/Microsoft.Network/networkManagers/{}",
         group["id"].as_str().unwrap_or_default(),
         reference.names()[0]
     );
-    ctx.authorize(&super::action(&["networkManagers"], &ctx.method), &id).await?;
+    ctx.authorize(&docs::action(&["networkManagers"], &ctx.method), &id).await?;
     match ctx.method {
         Method::GET => {
             Ok(json(StatusCode::OK, &docs::load_served(ctx, MANAGER_TYPE, &id, serve).await?))
         }
         Method::PUT | Method::PATCH => put(ctx, &id).await,
         Method::DELETE => delete(ctx, &id).await,
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
@@ -126,14 +121,14 @@ async fn put(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
         docs::check_name(id.rsplit('/').next().unwrap_or_default(), "network manager")?;
         let location = docs::location(&body, existing.as_ref())?;
         if opt_object(&body, "properties.networkManagerScopes")?.is_none() {
-            return Err(invalid_field("properties.networkManagerScopes", "is required"));
+            return Err(ArmError::invalid_field("properties.networkManagerScopes", "is required"));
         }
         let subscriptions = opt_strings(&body, "properties.networkManagerScopes.subscriptions")?
             .unwrap_or_default();
         for (at, subscription) in subscriptions.iter().enumerate() {
             let parts: Vec<&str> = subscription.split('/').filter(|s| !s.is_empty()).collect();
             if parts.len() != 2 || !parts[0].eq_ignore_ascii_case("subscriptions") {
-                return Err(invalid_field(
+                return Err(ArmError::invalid_field(
                     &format!("properties.networkManagerScopes.subscriptions[{at}]"),
                     "must be /subscriptions/{id}",
                 ));
@@ -149,7 +144,7 @@ async fn put(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
                 .iter()
                 .find(|known| known.eq_ignore_ascii_case(access))
                 .ok_or_else(|| {
-                    invalid_field(
+                    ArmError::invalid_field(
                         &format!("properties.networkManagerScopeAccesses[{at}]"),
                         &format!("is '{access}', not one of {}", SCOPE_ACCESSES.join(", ")),
                     )
@@ -178,9 +173,6 @@ async fn put(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
     let (tenant, now, precondition) =
         (ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
     let (served, created) = ctx
-        .arm
-        .identity()
-        .store()
         .write(move |tx| {
             let (doc, created) =
                 docs::put(tx, MANAGER_TYPE, &tenant, &document, &precondition, now)?;
@@ -192,19 +184,13 @@ async fn put(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
 
 async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
     let (lookup, precondition) = (id.to_owned(), ctx.precondition());
-    let deleted = ctx
-        .arm
-        .identity()
-        .store()
-        .write(move |tx| {
+    let deleted = ctx.write(move |tx| {
             let Some(doc) = docs::get(tx, MANAGER_TYPE, &lookup)? else { return Ok(false) };
             let pools = docs::list(tx, POOL_TYPE, &format!("{}/", doc.id), None, 1)?;
             if let Some(pool) = pools.first() {
                 let name = doc.id.rsplit('/').next().unwrap_or_default();
                 let pool_name = pool.id.rsplit('/').next().unwrap_or_default();
-                return Err(ArmError::new(
-                    StatusCode::CONFLICT,
-                    "CannotDeleteResource",
+                return Err(ArmError::new(ErrorCode::CannotDeleteResource,
                     format!(
                         "Cannot delete resource while nested resources exist. Some existing nested resource IDs include: 'Microsoft.Network/networkManagers/{name}/ipamPools/{pool_name}'. Please delete all nested resources before deleting this resource."
                     ),
@@ -213,9 +199,9 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
             for connection in docs::list(tx, SCOPE_CONNECTION_TYPE, &format!("{}/", doc.id), None, 10_000)? {
                 tx.resource_delete(&connection.id, &Precondition::None)?;
             }
-            tx.resource_delete(&doc.id, &precondition).map_err(crate::error::precondition_failed)?;
+            tx.resource_delete(&doc.id, &precondition)?;
             Ok::<_, ArmError>(true)
         })
         .await?;
-    Ok(operation::empty(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }))
+    Ok(crate::response::empty(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }))
 }

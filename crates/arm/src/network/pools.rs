@@ -13,77 +13,25 @@ use ipam::prefix::{Family, Prefix};
 use ipam::usage::Holder;
 use serde_json::{Value, json};
 use store::error::StoreError;
-use store::pool::{Change, NewPool, PoolRecord};
-use store::{ReadTx, WriteTx};
+use store::pool::{Change, NewPool};
 
 use super::docs::{self, Doc, POOL_TYPE};
-use crate::error::{ArmError, json};
+use crate::error::{ArmError, ErrorCode};
 use crate::operation::{self, Operation};
 use crate::path::ResourceRef;
-use crate::request::{Ctx, invalid_field, opt_str, opt_strings};
+use crate::request::{Ctx, opt_str, opt_strings};
+use crate::response::json;
 
 /// Levels of pools, counting the root (CONTRACT 5.1).
 pub const MAX_DEPTH: u8 = 7;
 
-/// The pool's record in the allocator.
-pub fn record(tx: &mut ReadTx<'_>, pool_id: &str) -> Result<Option<PoolRecord>, StoreError> {
-    tx.pool_by_key(&pool_id.to_ascii_lowercase())
-}
-
-/// Takes a pool out of the allocator; refused while it has child pools, associated resources or
-/// static CIDRs.
-pub fn remove_from_allocator(
-    tx: &mut WriteTx<'_>,
-    pool_id: &str,
-    change: Change<'_>,
-) -> Result<(), ArmError> {
-    let Some(pool) = record(tx, pool_id)? else { return Ok(()) };
-    let name = pool.name().to_owned();
-    // Refused while anything is held, in the contract's words (CONTRACT 5.5, 7).
-    if let Some(child) = tx.pool_children(pool.id())?.first() {
-        return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "IpamPoolHasChildPools",
-            format!(
-                "Ipam pool '{name}' has child pools (for example '{}'); delete them first.",
-                child.name()
-            ),
-        ));
-    }
-    let allocations = tx.allocations_of_pool(pool.id())?;
-    if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::Resource) {
-        return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!(
-                "Ipam pool '{name}' has Azure resources associated (for example '{}'); remove the associations first.",
-                held.owner_id()
-            ),
-        ));
-    }
-    if let Some(held) = allocations.iter().find(|a| a.holder() == Holder::StaticCidr) {
-        return Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "IpamPoolHasStaticCidrs",
-            format!(
-                "Ipam pool '{name}' has static CIDRs (for example '{}'); delete them first.",
-                held.owner_id()
-            ),
-        ));
-    }
-    tx.pool_delete(pool.id(), change).map_err(docs::store_error)?;
-    Ok(())
-}
-
 /// The manager id and pool id of a path `…/networkManagers/{nm}/ipamPools/{pool}[/…]`, in the
 /// casing of the stored manager.
 async fn ids(ctx: &Ctx, reference: &ResourceRef) -> Result<(Doc, String), ArmError> {
-    ctx.api_version(&super::IPAM_API_VERSIONS)?;
+    ctx.api_version(&docs::IPAM_API_VERSIONS)?;
     let manager_id = reference.id_at(1);
-    let manager = docs::load(ctx, super::MANAGER_TYPE, &manager_id).await?.ok_or_else(|| {
-        ArmError::new(
-            StatusCode::NOT_FOUND,
-            "ParentResourceNotFound",
+    let manager = docs::load(ctx, docs::MANAGER_TYPE, &manager_id).await?.ok_or_else(|| {
+        ArmError::new(ErrorCode::ParentResourceNotFound,
             format!(
                 "Can not perform requested operation on nested resource. Parent resource '{}' not found.",
                 reference.names()[0]
@@ -92,11 +40,6 @@ async fn ids(ctx: &Ctx, reference: &ResourceRef) -> Result<(Doc, String), ArmErr
     })?;
     let pool_id = format!("{}/ipamPools/{}", manager.id, reference.names()[1]);
     Ok((manager, pool_id))
-}
-
-/// The pool at `id`, which must exist.
-pub async fn require(ctx: &Ctx, id: &str) -> Result<Doc, ArmError> {
-    docs::load(ctx, POOL_TYPE, id).await?.ok_or_else(|| docs::not_found(POOL_TYPE, id))
 }
 
 /// A pool as served in the request's api-version (allocation sizes exist from 2026-01-01).
@@ -115,15 +58,15 @@ fn serve(doc: &Doc, api_version: &str) -> Value {
 }
 
 pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::IPAM_API_VERSIONS)?;
+    ctx.api_version(&docs::IPAM_API_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
-    let manager = docs::load(ctx, super::MANAGER_TYPE, &reference.id_at(1)).await?;
+    let manager = docs::load(ctx, docs::MANAGER_TYPE, &reference.id_at(1)).await?;
     let manager =
-        manager.ok_or_else(|| docs::not_found(super::MANAGER_TYPE, &reference.id_at(1)))?;
+        manager.ok_or_else(|| docs::not_found(docs::MANAGER_TYPE, &reference.id_at(1)))?;
     let top = ctx.top(50, 1000)?;
-    let version = ctx.api_version(&super::IPAM_API_VERSIONS)?;
+    let version = ctx.api_version(&docs::IPAM_API_VERSIONS)?;
     let prefix = format!("{}/ipamPools/", manager.id);
     docs::paged_list(
         ctx,
@@ -138,14 +81,17 @@ pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErr
 
 pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     let (manager, pool_id) = ids(ctx, reference).await?;
-    ctx.authorize(&super::action(&["networkManagers", "ipamPools"], &ctx.method), &pool_id).await?;
-    let version = ctx.api_version(&super::IPAM_API_VERSIONS)?;
+    ctx.authorize(&docs::action(&["networkManagers", "ipamPools"], &ctx.method), &pool_id).await?;
+    let version = ctx.api_version(&docs::IPAM_API_VERSIONS)?;
     match ctx.method {
-        Method::GET => Ok(json(StatusCode::OK, &serve(&require(ctx, &pool_id).await?, version))),
+        Method::GET => Ok(json(
+            StatusCode::OK,
+            &serve(&docs::require(ctx, POOL_TYPE, &pool_id).await?, version),
+        )),
         Method::PUT => put(ctx, &manager, &pool_id).await,
         Method::PATCH => patch(ctx, &pool_id).await,
         Method::DELETE => delete(ctx, &pool_id).await,
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
@@ -158,7 +104,7 @@ fn allocation_sizes(body: &Value, existing: Option<&Doc>) -> Result<(Value, Valu
             Some("") => Value::Null,
             Some(text) => {
                 ipam::request::parse_count(text)
-                    .map_err(|error| invalid_field(&path, &error.to_string()))?;
+                    .map_err(|error| ArmError::invalid_field(&path, &error.to_string()))?;
                 json!(text)
             }
             None => existing.map_or(Value::Null, |doc| doc.body["properties"][field].clone()),
@@ -170,7 +116,7 @@ fn allocation_sizes(body: &Value, existing: Option<&Doc>) -> Result<(Value, Valu
     if let (Some(min), Some(max)) = (count(&sizes[0]), count(&sizes[1]))
         && min > max
     {
-        return Err(invalid_field(
+        return Err(ArmError::invalid_field(
             "properties.minAllocationSize",
             "must be less than or equal to maxAllocationSize",
         ));
@@ -183,7 +129,7 @@ fn prefixes(body: &Value) -> Result<Vec<Prefix>, ArmError> {
     let texts = opt_strings(body, "properties.addressPrefixes")?
         .filter(|texts| !texts.is_empty())
         .ok_or_else(|| {
-            invalid_field(
+            ArmError::invalid_field(
                 "properties.addressPrefixes",
                 "is required and must name at least one prefix",
             )
@@ -193,7 +139,7 @@ fn prefixes(body: &Value) -> Result<Vec<Prefix>, ArmError> {
         .enumerate()
         .map(|(at, text)| {
             Prefix::parse(text).map_err(|error| {
-                docs::ipam_error(&error).with_target(format!("properties.addressPrefixes[{at}]"))
+                ArmError::from(&error).with_target(format!("properties.addressPrefixes[{at}]"))
             })
         })
         .collect()
@@ -204,7 +150,7 @@ async fn put(ctx: &Ctx, manager: &Doc, pool_id: &str) -> Result<Response, ArmErr
     docs::check_name(&name, "IPAM pool")?;
     let body = ctx.json_body()?;
     if !body["properties"].is_object() {
-        return Err(invalid_field("properties", "is required"));
+        return Err(ArmError::invalid_field("properties", "is required"));
     }
     let existing = docs::load(ctx, POOL_TYPE, pool_id).await?;
     let location = docs::location(&body, existing.as_ref())?;
@@ -214,7 +160,7 @@ async fn put(ctx: &Ctx, manager: &Doc, pool_id: &str) -> Result<Response, ArmErr
     if let Some(existing) = &existing {
         let stored = existing.body["properties"]["parentPoolName"].as_str().unwrap_or_default();
         if !stored.eq_ignore_ascii_case(&parent_name) {
-            return Err(invalid_field(
+            return Err(ArmError::invalid_field(
                 "properties.parentPoolName",
                 &format!(
                     "cannot change from '{stored}' to '{parent_name}'; create a new pool instead"
@@ -242,23 +188,19 @@ async fn put(ctx: &Ctx, manager: &Doc, pool_id: &str) -> Result<Response, ArmErr
     let (tenant, now, precondition) =
         (ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
     let (scope_key, request_id) = (manager.id.to_ascii_lowercase(), ctx.ids.request_id.clone());
-    let (doc, created) = ctx
-        .arm
-        .identity()
-        .store()
-        .write(move |tx| {
+    let (doc, created) = ctx.write(move |tx| {
             let change = Change { now, request_id: &request_id };
             let (doc, created) = docs::put(tx, POOL_TYPE, &tenant, &document, &precondition, now)?;
-            match record(tx, &doc.id)? {
+            match docs::pool_record(tx, &doc.id)? {
                 Some(pool) => {
-                    tx.pool_set_prefixes(pool.id(), prefixes.clone(), change).map_err(docs::store_error)?;
+                    tx.pool_set_prefixes(pool.id(), prefixes.clone(), change)?;
                 }
                 None => {
                     let parent = match &parent_id {
                         Some(parent_id) => Some(
-                            record(tx, parent_id)?
+                            docs::pool_record(tx, parent_id)?
                                 .ok_or_else(|| {
-                                    invalid_field(
+                                    ArmError::invalid_field(
                                         "properties.parentPoolName",
                                         &format!("names pool '{}', which does not exist in this network manager", parent_id.rsplit('/').next().unwrap_or_default()),
                                     )
@@ -276,17 +218,17 @@ async fn put(ctx: &Ctx, manager: &Doc, pool_id: &str) -> Result<Response, ArmErr
                         placement: Placement::BestFit,
                         max_depth: MAX_DEPTH,
                     };
-                    tx.pool_create(&new, change).map_err(docs::store_error)?;
+                    tx.pool_create(&new, change)?;
                 }
             }
             Ok::<_, ArmError>((doc, created))
         })
         .await?;
-    let version = ctx.api_version(&super::IPAM_API_VERSIONS)?;
+    let version = ctx.api_version(&docs::IPAM_API_VERSIONS)?;
     let response =
         json(if created { StatusCode::CREATED } else { StatusCode::OK }, &serve(&doc, version));
     let url = operation_url(ctx, &doc, "ipamPoolOperationResults").await?;
-    Ok(operation::with_header(response, "azure-asyncoperation", &url))
+    Ok(crate::response::with_header(response, "azure-asyncoperation", &url))
 }
 
 /// Records a finished pool operation and returns its status URL (CONTRACT 2.3's shape).
@@ -311,7 +253,7 @@ async fn operation_url(ctx: &Ctx, doc: &Doc, kind: &str) -> Result<String, ArmEr
 }
 
 async fn patch(ctx: &Ctx, pool_id: &str) -> Result<Response, ArmError> {
-    let existing = require(ctx, pool_id).await?;
+    let existing = docs::require(ctx, POOL_TYPE, pool_id).await?;
     let body =
         if ctx.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { ctx.json_body()? };
     let mut document = existing.body.clone();
@@ -328,47 +270,45 @@ async fn patch(ctx: &Ctx, pool_id: &str) -> Result<Response, ArmError> {
     let (tenant, now, precondition) =
         (ctx.caller.tenant_id().to_owned(), ctx.now, ctx.precondition());
     let (doc, _) = ctx
-        .arm
-        .identity()
-        .store()
         .write(move |tx| docs::put(tx, POOL_TYPE, &tenant, &document, &precondition, now))
         .await?;
-    let version = ctx.api_version(&super::IPAM_API_VERSIONS)?;
+    let version = ctx.api_version(&docs::IPAM_API_VERSIONS)?;
     Ok(json(StatusCode::OK, &serve(&doc, version)))
 }
 
 async fn delete(ctx: &Ctx, pool_id: &str) -> Result<Response, ArmError> {
     let Some(existing) = docs::load(ctx, POOL_TYPE, pool_id).await? else {
-        return Ok(operation::empty(StatusCode::NO_CONTENT));
+        return Ok(crate::response::empty(StatusCode::NO_CONTENT));
     };
     let (id, now, precondition, request_id) =
         (existing.id.clone(), ctx.now, ctx.precondition(), ctx.ids.request_id.clone());
-    ctx.arm
-        .identity()
-        .store()
-        .write(move |tx| {
-            let change = Change { now, request_id: &request_id };
-            remove_from_allocator(tx, &id, change)?;
-            tx.resource_delete(&id, &precondition).map_err(crate::error::precondition_failed)?;
-            Ok::<_, ArmError>(())
-        })
-        .await?;
+    ctx.write(move |tx| {
+        let change = Change { now, request_id: &request_id };
+        docs::remove_pool_from_allocator(tx, &id, change)?;
+        tx.resource_delete(&id, &precondition)?;
+        Ok::<_, ArmError>(())
+    })
+    .await?;
     let url = operation_url(ctx, &existing, "ipamPoolOperationResults").await?;
-    let response = operation::with_header(operation::empty(StatusCode::ACCEPTED), "location", &url);
-    Ok(operation::with_header(response, "retry-after", "1"))
+    let response = crate::response::with_header(
+        crate::response::empty(StatusCode::ACCEPTED),
+        "location",
+        &url,
+    );
+    Ok(crate::response::with_header(response, "retry-after", "1"))
 }
 
 pub async fn usage(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     let (_, pool_id) = ids(ctx, reference).await?;
     if ctx.method != Method::POST {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     ctx.authorize("Microsoft.Network/networkManagers/ipamPools/getPoolUsage/action", &pool_id)
         .await?;
-    let doc = require(ctx, &pool_id).await?;
+    let doc = docs::require(ctx, POOL_TYPE, &pool_id).await?;
     let id = doc.id.clone();
     let body = ctx.read(move |tx| {
-            let Some(pool) = record(tx, &id)? else { return Ok(None) };
+            let Some(pool) = docs::pool_record(tx, &id)? else { return Ok(None) };
             let usage = tx.pool_usage(pool.id())?;
             let mut children = Vec::new();
             for child in usage.child_pools() {
@@ -396,17 +336,17 @@ pub async fn usage(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmEr
 pub async fn associated(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     let (_, pool_id) = ids(ctx, reference).await?;
     if ctx.method != Method::POST && ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     ctx.authorize(
         "Microsoft.Network/networkManagers/ipamPools/listAssociatedResources/action",
         &pool_id,
     )
     .await?;
-    let doc = require(ctx, &pool_id).await?;
+    let doc = docs::require(ctx, POOL_TYPE, &pool_id).await?;
     let id = doc.id.clone();
     let allocations = ctx
-        .read(move |tx| match record(tx, &id)? {
+        .read(move |tx| match docs::pool_record(tx, &id)? {
             Some(pool) => tx.allocations_of_pool(pool.id()),
             None => Ok(Vec::new()),
         })

@@ -11,23 +11,27 @@ use serde_json::{Value, json};
 use store::pool::{Change, Owner};
 
 use super::docs::{self, Doc, STATIC_CIDR_TYPE};
-use super::pools;
-use crate::error::{ArmError, json};
-use crate::operation;
+use crate::error::ArmError;
 use crate::path::ResourceRef;
-use crate::request::{Ctx, invalid_field, opt_str, opt_strings};
+use crate::request::{Ctx, opt_str, opt_strings};
+use crate::response::json;
 
 /// The pool id and static CIDR id (or collection prefix) of a path.
 async fn pool_of(ctx: &Ctx, reference: &ResourceRef) -> Result<Doc, ArmError> {
-    ctx.api_version(&super::IPAM_API_VERSIONS)?;
-    let manager = super::managers::require(ctx, &reference.id_at(1)).await?;
-    pools::require(ctx, &format!("{}/ipamPools/{}", manager.id, reference.names()[1])).await
+    ctx.api_version(&docs::IPAM_API_VERSIONS)?;
+    let manager = docs::require(ctx, docs::MANAGER_TYPE, &reference.id_at(1)).await?;
+    docs::require(
+        ctx,
+        docs::POOL_TYPE,
+        &format!("{}/ipamPools/{}", manager.id, reference.names()[1]),
+    )
+    .await
 }
 
 pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     let pool = pool_of(ctx, reference).await?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     let top = ctx.top(50, 1000)?;
     let read = "Microsoft.Network/networkManagers/ipamPools/staticCidrs/read";
@@ -46,7 +50,7 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
     let pool = pool_of(ctx, reference).await?;
     let id = format!("{}/staticCidrs/{}", pool.id, reference.names()[2]);
     ctx.authorize(
-        &super::action(&["networkManagers", "ipamPools", "staticCidrs"], &ctx.method),
+        &docs::action(&["networkManagers", "ipamPools", "staticCidrs"], &ctx.method),
         &id,
     )
     .await?;
@@ -60,28 +64,19 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
         Method::DELETE => {
             let (lookup, now, request_id, precondition) =
                 (id.clone(), ctx.now, ctx.ids.request_id.clone(), ctx.precondition());
-            ctx.arm
-                .identity()
-                .store()
-                .write(move |tx| {
-                    // The precondition is checked as the document is deleted; the space goes back
-                    // in the same transaction, or not at all.
-                    let deleted = tx
-                        .resource_delete(&lookup, &precondition)
-                        .map_err(crate::error::precondition_failed)?;
-                    if let Some(deleted) = deleted {
-                        docs::release_all(
-                            tx,
-                            &deleted.id,
-                            Change { now, request_id: &request_id },
-                        )?;
-                    }
-                    Ok::<_, ArmError>(())
-                })
-                .await?;
-            Ok(operation::empty(StatusCode::NO_CONTENT))
+            ctx.write(move |tx| {
+                // The precondition is checked as the document is deleted; the space goes back
+                // in the same transaction, or not at all.
+                let deleted = tx.resource_delete(&lookup, &precondition)?;
+                if let Some(deleted) = deleted {
+                    docs::release_all(tx, &deleted.id, Change { now, request_id: &request_id })?;
+                }
+                Ok::<_, ArmError>(())
+            })
+            .await?;
+            Ok(crate::response::empty(StatusCode::NO_CONTENT))
         }
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
@@ -97,18 +92,17 @@ async fn put(ctx: &Ctx, pool: &Doc, id: &str) -> Result<Response, ArmError> {
             .enumerate()
             .map(|(at, text)| {
                 Prefix::parse(text).map(Request::Prefix).map_err(|error| {
-                    docs::ipam_error(&error)
-                        .with_target(format!("properties.addressPrefixes[{at}]"))
+                    ArmError::from(&error).with_target(format!("properties.addressPrefixes[{at}]"))
                 })
             })
             .collect::<Result<_, _>>()?,
         (true, false) => {
             vec![Request::Count(ipam::request::parse_count(count).map_err(|error| {
-                docs::ipam_error(&error).with_target("properties.numberOfIPAddressesToAllocate")
+                ArmError::from(&error).with_target("properties.numberOfIPAddressesToAllocate")
             })?)]
         }
         _ => {
-            return Err(invalid_field(
+            return Err(ArmError::invalid_field(
                 "properties",
                 "must give exactly one of addressPrefixes and numberOfIPAddressesToAllocate",
             ));
@@ -121,21 +115,17 @@ async fn put(ctx: &Ctx, pool: &Doc, id: &str) -> Result<Response, ArmError> {
     let (pool_id, tenant, now, request_id) =
         (pool.id.clone(), ctx.caller.tenant_id().to_owned(), ctx.now, ctx.ids.request_id.clone());
     let doc = ctx
-        .arm
-        .identity()
-        .store()
         .write(move |tx| {
             let change = Change { now, request_id: &request_id };
-            let record = pools::record(tx, &pool_id)?
-                .ok_or_else(|| docs::not_found(super::POOL_TYPE, &pool_id))?;
+            let record = docs::pool_record(tx, &pool_id)?
+                .ok_or_else(|| docs::not_found(docs::POOL_TYPE, &pool_id))?;
             // A PUT replaces the static CIDR's space: what it held goes back first.
             docs::release_all(tx, &id, change)?;
             let mut blocks = Vec::new();
             for request in &requests {
                 let owner = Owner { id: &id, tenant: &tenant };
-                let allocation = tx
-                    .pool_allocate(record.id(), request, Holder::StaticCidr, owner, change)
-                    .map_err(docs::store_error)?;
+                let allocation =
+                    tx.pool_allocate(record.id(), request, Holder::StaticCidr, owner, change)?;
                 blocks.extend_from_slice(allocation.blocks());
             }
             blocks.sort();

@@ -26,10 +26,11 @@ use store::resource::Precondition;
 
 use super::docs::{self, Doc, VNET_TYPE};
 use super::linked;
-use crate::error::{ArmError, json};
+use crate::error::{ArmError, ErrorCode};
 use crate::operation::{self, Operation};
 use crate::path::ResourceRef;
-use crate::request::{Ctx, invalid_field, opt_array, opt_str, opt_strings};
+use crate::request::{Ctx, opt_array, opt_str, opt_strings};
+use crate::response::json;
 
 const SUBNET_TYPE: &str = "Microsoft.Network/virtualNetworks/subnets";
 
@@ -71,14 +72,13 @@ fn parse_prefixes(texts: &[String], path: &str) -> Result<Vec<Prefix>, ArmError>
         .enumerate()
         .map(|(at, text)| {
             Prefix::parse(text)
-                .map_err(|error| docs::ipam_error(&error).with_target(format!("{path}[{at}]")))
+                .map_err(|error| ArmError::from(&error).with_target(format!("{path}[{at}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (at, prefix) in prefixes.iter().enumerate() {
         if let Some(other) = prefixes[..at].iter().find(|other| other.overlaps(prefix)) {
             return Err(ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "NetcfgInvalidAddressPrefix",
+                ErrorCode::NetcfgInvalidAddressPrefix,
                 format!("The address prefixes {other} and {prefix} in '{path}' overlap."),
             )
             .with_target(path));
@@ -94,25 +94,29 @@ fn parse_asks(body: &Value, path: &str) -> Result<Vec<PoolAsk>, ArmError> {
         let here = format!("{path}[{at}]");
         let pool_id = opt_str(item, "pool.id")?
             .or(opt_str(item, "id")?)
-            .ok_or_else(|| invalid_field(&format!("{here}.pool.id"), "is required"))?;
+            .ok_or_else(|| ArmError::invalid_field(&format!("{here}.pool.id"), "is required"))?;
         let count_text = match item.get("numberOfIpAddresses") {
             Some(Value::String(text)) => text.clone(),
             Some(Value::Number(_)) => {
-                return Err(invalid_field(
+                return Err(ArmError::invalid_field(
                     &format!("{here}.numberOfIpAddresses"),
                     "must be a string, e.g. \"256\"",
                 ));
             }
-            _ => return Err(invalid_field(&format!("{here}.numberOfIpAddresses"), "is required")),
+            _ => {
+                return Err(ArmError::invalid_field(
+                    &format!("{here}.numberOfIpAddresses"),
+                    "is required",
+                ));
+            }
         };
         let count = ipam::request::parse_count(&count_text).map_err(|error| {
-            docs::ipam_error(&error).with_target(format!("{here}.numberOfIpAddresses"))
+            ArmError::from(&error).with_target(format!("{here}.numberOfIpAddresses"))
         })?;
         let ask = PoolAsk { pool_id: pool_id.trim_end_matches('/').to_owned(), count_text, count };
         if asks.iter().any(|other| other.key() == ask.key()) {
             return Err(ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "CannotHaveDuplicatePoolIds",
+                ErrorCode::CannotHaveDuplicatePoolIds,
                 format!("The pool '{}' appears more than once in '{path}'.", ask.pool_id),
             )
             .with_target(here));
@@ -155,8 +159,7 @@ fn check_mix(
         return Ok(());
     }
     Err(ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "CannotMixAddressPrefixAndPoolInPayload",
+        ErrorCode::CannotMixAddressPrefixAndPoolInPayload,
         format!(
             "'{path}' gives both address prefixes and IPAM pool allocations; give one or the other."
         ),
@@ -166,7 +169,7 @@ fn check_mix(
 fn parse_subnet(item: &Value, at: usize, existing: Option<&Value>) -> Result<SubnetSpec, ArmError> {
     let here = format!("properties.subnets[{at}]");
     let name = opt_str(item, "name")?
-        .ok_or_else(|| invalid_field(&format!("{here}.name"), "is required"))?;
+        .ok_or_else(|| ArmError::invalid_field(&format!("{here}.name"), "is required"))?;
     docs::check_name(name, "subnet").map_err(|error| error.with_target(format!("{here}.name")))?;
     let mut texts = opt_strings(item, "properties.addressPrefixes")?.unwrap_or_default();
     if let Some(single) = opt_str(item, "properties.addressPrefix")?
@@ -196,7 +199,7 @@ fn parse_vnet(body: &Value, existing: Option<&Doc>) -> Result<VnetSpec, ArmError
     let location = docs::location(body, existing)?;
     let tags = docs::tags(body, existing)?;
     if body.pointer("/properties/addressSpace").is_none_or(Value::is_null) {
-        return Err(invalid_field("properties.addressSpace", "is required"));
+        return Err(ArmError::invalid_field("properties.addressSpace", "is required"));
     }
     let texts = opt_strings(body, "properties.addressSpace.addressPrefixes")?.unwrap_or_default();
     let prefixes = parse_prefixes(&texts, "properties.addressSpace.addressPrefixes")?;
@@ -206,7 +209,7 @@ fn parse_vnet(body: &Value, existing: Option<&Doc>) -> Result<VnetSpec, ArmError
         .unwrap_or_default();
     check_mix(&prefixes, &asks, &echo, "properties.addressSpace")?;
     if asks.is_empty() && prefixes.is_empty() {
-        return Err(invalid_field(
+        return Err(ArmError::invalid_field(
             "properties.addressSpace",
             "must give addressPrefixes or ipamPoolPrefixAllocations",
         ));
@@ -225,7 +228,7 @@ fn parse_vnet(body: &Value, existing: Option<&Doc>) -> Result<VnetSpec, ArmError
             .find(|subnet| subnet["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
         let subnet = parse_subnet(item, at, old)?;
         if subnets.iter().any(|other| other.name.eq_ignore_ascii_case(&subnet.name)) {
-            return Err(invalid_field(
+            return Err(ArmError::invalid_field(
                 &format!("properties.subnets[{at}].name"),
                 "repeats another subnet's name",
             ));
@@ -238,7 +241,10 @@ fn parse_vnet(body: &Value, existing: Option<&Doc>) -> Result<VnetSpec, ArmError
             None | Some(Value::Null) => json!(false),
             Some(Value::Bool(value)) => json!(value),
             Some(_) => {
-                return Err(invalid_field(&format!("properties.{flag}"), "must be a boolean"));
+                return Err(ArmError::invalid_field(
+                    &format!("properties.{flag}"),
+                    "must be a boolean",
+                ));
             }
         };
     }
@@ -306,7 +312,7 @@ fn changes(spec: &VnetSpec, existing: Option<&Doc>) -> (Vec<String>, Vec<String>
 /// VNet if it exists.
 async fn vnet_id(ctx: &Ctx, reference: &ResourceRef) -> Result<(String, Option<Doc>), ArmError> {
     let group = reference.resource_group.as_deref().unwrap_or_default();
-    let group = crate::groups::require(ctx, &reference.subscription, group).await?;
+    let group = ctx.require_resource_group(&reference.subscription, group).await?;
     let id = format!(
         "{}/providers/Microsoft.Network/virtualNetworks/{}",
         group["id"].as_str().unwrap_or_default(),
@@ -317,9 +323,9 @@ async fn vnet_id(ctx: &Ctx, reference: &ResourceRef) -> Result<(String, Option<D
 }
 
 pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     if ctx.method != Method::GET {
-        return Err(crate::dispatch::method_not_allowed(ctx));
+        return Err(ctx.method_not_allowed());
     }
     let top = ctx.top(1000, 1000)?;
     let prefix = match &reference.resource_group {
@@ -340,9 +346,9 @@ pub async fn list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErr
 }
 
 pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     let (id, existing) = vnet_id(ctx, reference).await?;
-    ctx.authorize(&super::action(&["virtualNetworks"], &ctx.method), &id).await?;
+    ctx.authorize(&docs::action(&["virtualNetworks"], &ctx.method), &id).await?;
     match ctx.method {
         Method::GET => Ok(json(
             StatusCode::OK,
@@ -364,9 +370,6 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
             // The tags go onto the document as it is now, read locked: a PUT that changed its
             // allocations since the read above is kept.
             let (doc, _) = ctx
-                .arm
-                .identity()
-                .store()
                 .write(move |tx| {
                     let (stored, current) = docs::get_for_write(tx, VNET_TYPE, &id)?;
                     let Some(mut document) = current.map(|doc| doc.body) else {
@@ -381,7 +384,7 @@ pub async fn one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmErro
             Ok(json(StatusCode::OK, &doc.served()))
         }
         Method::DELETE => delete(ctx, &id).await,
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
 
@@ -397,8 +400,8 @@ fn respond_async(
     let subscription = docs::subscription_of(&doc.id);
     let location = doc.body["location"].as_str().unwrap_or("global");
     let url = operation::network_url(ctx, &subscription, location, "operations", operation);
-    let response = operation::with_header(json(status, body), "azure-asyncoperation", &url);
-    operation::with_header(response, "retry-after", "1")
+    let response = crate::response::with_header(json(status, body), "azure-asyncoperation", &url);
+    crate::response::with_header(response, "retry-after", "1")
 }
 
 async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
@@ -406,7 +409,7 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
     // permission (docs/network.md).
     linked::auxiliary(ctx).await?;
     let Some(existing) = docs::load(ctx, VNET_TYPE, id).await? else {
-        return Ok(operation::empty(StatusCode::NO_CONTENT));
+        return Ok(crate::response::empty(StatusCode::NO_CONTENT));
     };
     let (lookup, now, precondition, request_id) =
         (existing.id.clone(), ctx.now, ctx.precondition(), ctx.ids.request_id.clone());
@@ -418,7 +421,7 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
     write_queued(ctx, queue, move |tx| {
         // The delete reads the VNet locked, so it takes its turn with a PUT of it; then the
         // allocations, as the PUTs before it left them, go.
-        tx.resource_delete(&lookup, &precondition).map_err(crate::error::precondition_failed)?;
+        tx.resource_delete(&lookup, &precondition)?;
         docs::release_all(tx, &lookup, Change { now, request_id: &request_id })
     })
     .await?;
@@ -437,18 +440,18 @@ async fn delete(ctx: &Ctx, id: &str) -> Result<Response, ArmError> {
         existing.body["location"].as_str().unwrap_or("global")
     );
     let version = ctx.query.get("api-version").map_or("", String::as_str);
-    let mut response = operation::empty(StatusCode::ACCEPTED);
-    response = operation::with_header(
+    let mut response = crate::response::empty(StatusCode::ACCEPTED);
+    response = crate::response::with_header(
         response,
         "azure-asyncoperation",
         &format!("{base}/operations/{}?api-version={version}", operation.id),
     );
-    response = operation::with_header(
+    response = crate::response::with_header(
         response,
         "location",
         &format!("{base}/operationResults/{}?api-version={version}", operation.id),
     );
-    Ok(operation::with_header(response, "retry-after", "1"))
+    Ok(crate::response::with_header(response, "retry-after", "1"))
 }
 
 /// What the checks before the transaction found out about a pool.
@@ -475,7 +478,7 @@ async fn write(
 ) -> Result<(Doc, bool, String), ArmError> {
     let name = id.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name.len() > 64 {
-        return Err(invalid_field("name", "must be 1 to 64 characters"));
+        return Err(ArmError::invalid_field("name", "must be 1 to 64 characters"));
     }
     let spec = parse_vnet(body, existing.as_ref())?;
     let auxiliary = linked::auxiliary(ctx).await?;
@@ -498,7 +501,7 @@ async fn write(
     {
         let origin = ctx.arm.identity().origin();
         return Err(ArmError::unauthorized(
-            "InvalidAuthenticationTokenTenant",
+            ErrorCode::InvalidAuthenticationTokenTenant,
             format!(
                 "The auxiliary token of client '{}' is from tenant '{}', which owns none of the resources this request links to (tenant(s) '{}').",
                 stray.name(),
@@ -530,8 +533,7 @@ async fn write(
     for (at, fact) in facts.iter().enumerate() {
         if facts[..at].iter().any(|other| other.family == fact.family) {
             return Err(ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "OnlyOneAssociationOfEachIpTypeAllowed",
+                ErrorCode::OnlyOneAssociationOfEachIpTypeAllowed,
                 format!(
                     "Only one association of each IP type is allowed: two pools of this virtual network are {}.",
                     fact.family.arm_name()
@@ -654,12 +656,12 @@ fn pool_facts(
     let mut facts = Vec::new();
     for ask in asks {
         // A pool's record is written and removed with its document: one read tells both.
-        let Some(record) = super::pools::record(tx, &ask.pool_id)? else {
+        let Some(record) = docs::pool_record(tx, &ask.pool_id)? else {
             return Ok(Err(pool_not_found(&ask.pool_id)));
         };
         if touched.iter().any(|id| id.eq_ignore_ascii_case(&ask.pool_id)) {
             let manager_id = manager_of(&ask.pool_id);
-            let manager = docs::get(tx, super::MANAGER_TYPE, manager_id)?;
+            let manager = docs::get(tx, docs::MANAGER_TYPE, manager_id)?;
             let in_scope = match &manager {
                 Some(manager) => {
                     super::managers::in_scope(tx, manager, vnet_subscription, vnet_tenant)?
@@ -668,8 +670,7 @@ fn pool_facts(
             };
             if !in_scope {
                 return Ok(Err(ArmError::new(
-                    StatusCode::FORBIDDEN,
-                    "SubscriptionNotInNetworkManagerScope",
+                    ErrorCode::SubscriptionNotInNetworkManagerScope,
                     format!(
                         "The subscription '{vnet_subscription}' is not in the scope of network manager '{manager_id}', which owns pool '{}'. Add the subscription to the manager's scopes, or connect it: a scope connection under the manager and a network manager connection in the subscription.",
                         ask.pool_id
@@ -684,8 +685,7 @@ fn pool_facts(
 
 fn pool_not_found(pool_id: &str) -> ArmError {
     ArmError::new(
-        StatusCode::BAD_REQUEST,
-        "IpamPoolNotFound",
+        ErrorCode::LinkedIpamPoolNotFound,
         format!(
             "Ipam API call failed with status NotFound with error message Pool with ARM ID {pool_id} not found., please check the parameters and retry."
         ),
@@ -695,7 +695,7 @@ fn pool_not_found(pool_id: &str) -> ArmError {
 /// The sum of the blocks a count becomes in a family (the count rounded up to whole blocks).
 fn rounded(family: Family, count: AddressCount) -> Result<AddressCount, ArmError> {
     let lens =
-        ipam::request::blocks_for_count(family, count).map_err(|error| docs::ipam_error(&error))?;
+        ipam::request::blocks_for_count(family, count).map_err(|error| ArmError::from(&error))?;
     let blocks: Vec<Prefix> = lens.iter().filter_map(|len| Prefix::new(family, 0, *len)).collect();
     Ok(blocks.iter().fold(AddressCount::ZERO, |sum, block| sum.add_disjoint(block.size())))
 }
@@ -734,14 +734,17 @@ fn apply(
         if want > have {
             let more = want.sub_contained(have);
             // Written with the VNet's document, in one statement on PostgreSQL.
-            let added = tx
-                .pool_allocate_blocks(&pool, &Request::Count(more), Holder::Resource, owner, change)
-                .map_err(docs::store_error)?;
+            let added = tx.pool_allocate_blocks(
+                &pool,
+                &Request::Count(more),
+                Holder::Resource,
+                owner,
+                change,
+            )?;
             now_held.extend_from_slice(&added);
         } else if want < have {
             return Err(ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "IpamAllocationCannotBeDecreased",
+                ErrorCode::IpamAllocationCannotBeDecreased,
                 format!(
                     "The virtual network holds {have} addresses from pool '{}'; numberOfIpAddresses '{}' would decrease it, which is not allowed. Release the allocation and allocate again instead.",
                     ask.pool_id, ask.count_text
@@ -752,7 +755,7 @@ fn apply(
         blocks_by_pool.insert(ask.key(), now_held);
     }
     for allocation in held.iter().filter(|a| !kept.contains(&a.pool())) {
-        tx.allocation_release(allocation.id(), change).map_err(docs::store_error)?;
+        tx.allocation_release(allocation.id(), change)?;
     }
     let mut vnet_prefixes: Vec<Prefix> = if spec.asks.is_empty() {
         spec.prefixes.clone()
@@ -827,8 +830,7 @@ fn carve_subnets(
         for prefix in &subnet.prefixes {
             if !vnet_prefixes.iter().any(|space| space.contains(prefix)) {
                 return Err(ArmError::new(
-                    StatusCode::BAD_REQUEST,
-                    "NetcfgSubnetRangeOutsideVnet",
+                    ErrorCode::NetcfgSubnetRangeOutsideVnet,
                     format!(
                         "Subnet '{}' has address prefix {prefix}, which is outside the virtual network's address space.",
                         subnet.name
@@ -839,12 +841,11 @@ fn carve_subnets(
         for ask in &subnet.asks {
             if !blocks_by_pool.contains_key(&ask.key()) {
                 let code = if spec.asks.is_empty() {
-                    "SubnetsCannotReferToPoolsIfVnetDoeNot"
+                    ErrorCode::SubnetsCannotReferToPoolsIfVnetDoeNot
                 } else {
-                    "SubnetPoolsMustBeSubsetOfVnetPools"
+                    ErrorCode::SubnetPoolsMustBeSubsetOfVnetPools
                 };
                 return Err(ArmError::new(
-                    StatusCode::BAD_REQUEST,
                     code,
                     format!(
                         "Subnet '{}' uses pool '{}', which its virtual network does not use.",
@@ -901,8 +902,7 @@ fn carve_subnets(
     for (at, prefix) in taken.iter().enumerate() {
         if let Some(other) = taken[..at].iter().find(|other| other.overlaps(prefix)) {
             return Err(ArmError::new(
-                StatusCode::BAD_REQUEST,
-                "NetcfgSubnetRangesOverlap",
+                ErrorCode::NetcfgSubnetRangesOverlap,
                 format!("Subnet address prefixes {other} and {prefix} overlap."),
             ));
         }
@@ -972,22 +972,22 @@ fn carve(
             prefixes: space.to_vec(),
             placement: Placement::BestFit,
         })
-        .map_err(|error| docs::ipam_error(&error))?;
+        .map_err(|error| ArmError::from(&error))?;
     let mut holds = Vec::new();
     for prefix in taken.iter().filter(|prefix| space.iter().any(|s| s.contains(prefix))) {
         holds.push(
             tree.allocate(pool, &Request::Prefix(*prefix), Holder::Resource)
-                .map_err(|error| docs::ipam_error(&error))?,
+                .map_err(|error| ArmError::from(&error))?,
         );
     }
     let carved = tree
         .allocate(pool, &Request::Count(count), Holder::Resource)
-        .map_err(|error| docs::ipam_error(&error))?;
+        .map_err(|error| ArmError::from(&error))?;
     Ok(carved.blocks().to_vec())
 }
 
 pub async fn subnet_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     let (id, existing) = vnet_id(ctx, reference).await?;
     ctx.authorize("Microsoft.Network/virtualNetworks/subnets/read", &id).await?;
     let doc = existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
@@ -996,23 +996,18 @@ pub async fn subnet_list(ctx: &Ctx, reference: &ResourceRef) -> Result<Response,
 }
 
 pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
-    ctx.api_version(&super::API_VERSIONS)?;
+    ctx.api_version(&docs::API_VERSIONS)?;
     let (id, existing) = vnet_id(ctx, reference).await?;
     let name = reference.names()[1].to_owned();
     let subnet_id = format!("{id}/subnets/{name}");
-    ctx.authorize(&super::action(&["virtualNetworks", "subnets"], &ctx.method), &subnet_id).await?;
+    ctx.authorize(&docs::action(&["virtualNetworks", "subnets"], &ctx.method), &subnet_id).await?;
     let doc = existing.ok_or_else(|| docs::not_found(VNET_TYPE, &id))?;
     let subnets = doc.body["properties"]["subnets"].as_array().cloned().unwrap_or_default();
     let at = subnets
         .iter()
         .position(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&name)));
-    let not_found = || {
-        ArmError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("Resource '{subnet_id}' not found."),
-        )
-    };
+    let not_found =
+        || ArmError::new(ErrorCode::NotFound, format!("Resource '{subnet_id}' not found."));
     match ctx.method {
         Method::GET => Ok(json(StatusCode::OK, &subnets[at.ok_or_else(not_found)?])),
         Method::PUT | Method::DELETE => {
@@ -1030,12 +1025,12 @@ pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
             } else if let Some(at) = at {
                 list.remove(at);
             } else {
-                return Ok(operation::empty(StatusCode::NO_CONTENT));
+                return Ok(crate::response::empty(StatusCode::NO_CONTENT));
             }
             body["properties"]["subnets"] = json!(list);
             let (written, _, operation) = write(ctx, &id, Some(doc.clone()), &body).await?;
             if ctx.method == Method::DELETE {
-                return Ok(operation::empty(StatusCode::OK));
+                return Ok(crate::response::empty(StatusCode::OK));
             }
             let subnet = written.body["properties"]["subnets"]
                 .as_array()
@@ -1048,6 +1043,6 @@ pub async fn subnet_one(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, 
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(respond_async(ctx, &written, &operation, status, &subnet))
         }
-        _ => Err(crate::dispatch::method_not_allowed(ctx)),
+        _ => Err(ctx.method_not_allowed()),
     }
 }
