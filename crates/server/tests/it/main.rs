@@ -17,3 +17,4 @@ mod network;
 mod openapi;
 mod resources;
 mod security;
+mod tidy;
