@@ -12,6 +12,8 @@ use store::cache::Ticket;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use identity::trace::CallerTrace;
 use serde_json::Value;
 use store::authorization::SubscriptionRecord;
 
@@ -80,6 +82,11 @@ impl Caller {
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The caller as the request log names it.
+    pub fn trace(&self) -> CallerTrace {
+        CallerTrace { tenant_id: self.tenant_id.clone(), object_id: self.object_id.clone() }
+    }
+
     /// The request's ticket for the store's cache, which its authentication started.
     pub fn ticket(&self) -> Arc<Ticket> {
         self.ticket.clone()
@@ -207,4 +214,11 @@ pub fn check_token_tenant(
         ),
         &format!("{origin}/{}", subscription.tenant_id),
     ))
+}
+
+/// The answer to a request of `caller`, naming the caller for the request log.
+pub fn traced(caller: CallerTrace, answer: Result<Response, ArmError>) -> Response {
+    let mut response = answer.into_response();
+    response.extensions_mut().insert(caller);
+    response
 }

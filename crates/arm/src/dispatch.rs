@@ -8,6 +8,8 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 
+use identity::trace::{CallerTrace, RouteTrace};
+
 use crate::auth::Caller;
 use crate::error::{ArmError, ErrorCode};
 use crate::path::{self, Target};
@@ -20,35 +22,57 @@ const MAX_BODY: usize = 4 << 20;
 
 /// Axum handler for every resource path.
 pub async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
-    match run(arm, request).await {
-        Ok(response) => response,
+    let (mut parts, body) = request.into_parts();
+    match Caller::from_request_parts(&mut parts, &arm).await {
+        Ok(caller) => call(arm, caller, Request::from_parts(parts, body)).await,
         Err(error) => error.into_response(),
     }
 }
 
 /// Runs a request as `caller` inside the server, through the same routing and checks as a
-/// client's request (the demo world is made this way).
+/// client's request (the demo world is made this way). The response carries the caller and the
+/// route's template for the request log (`identity::trace`).
 pub async fn call(arm: Arc<Arm>, caller: Caller, request: Request) -> Response {
-    match run_as(arm, Some(caller), request).await {
+    let trace = CallerTrace {
+        tenant_id: caller.tenant_id().to_owned(),
+        object_id: caller.object_id().to_owned(),
+    };
+    let route = route_template(request.uri().path());
+    let mut response = match run_as(arm, caller, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
-}
-
-async fn run(arm: Arc<Arm>, request: Request) -> Result<Response, ArmError> {
-    run_as(arm, None, request).await
-}
-
-async fn run_as(
-    arm: Arc<Arm>,
-    caller: Option<Caller>,
-    request: Request,
-) -> Result<Response, ArmError> {
-    let (mut parts, body) = request.into_parts();
-    let caller = match caller {
-        Some(caller) => caller,
-        None => Caller::from_request_parts(&mut parts, &arm).await?,
     };
+    response.extensions_mut().insert(trace);
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteTrace(route));
+    }
+    response
+}
+
+/// The template of the route a path takes, e.g.
+/// `/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}`.
+fn route_template(path: &str) -> Option<String> {
+    Some(match path::parse(path)? {
+        Target::ResourceGroups { .. } => {
+            "/subscriptions/{subscriptionId}/resourcegroups".to_owned()
+        }
+        Target::ResourceGroup { .. } => {
+            "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}".to_owned()
+        }
+        Target::OperationResult { .. } => {
+            "/subscriptions/{subscriptionId}/operationresults/{operationId}".to_owned()
+        }
+        Target::Authorization { kind, name, .. } => match name {
+            Some(_) => format!("{{scope}}/providers/Microsoft.Authorization/{kind}/{{name}}"),
+            None => format!("{{scope}}/providers/Microsoft.Authorization/{kind}"),
+        },
+        Target::Provider(reference) => network::route_of(&reference)
+            .map(|route| route.template(reference.resource_group.is_some()))?,
+    })
+}
+
+async fn run_as(arm: Arc<Arm>, caller: Caller, request: Request) -> Result<Response, ArmError> {
+    let (parts, body) = request.into_parts();
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .map_err(|_| ArmError::invalid_content("the query string is malformed"))?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {

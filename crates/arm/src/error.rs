@@ -126,6 +126,8 @@ pub struct ArmError {
     pub target: Option<String>,
     /// For 401s: the `WWW-Authenticate` value.
     pub www_authenticate: Option<String>,
+    /// For an internal error: its cause, for the server's log only.
+    pub cause: Option<String>,
 }
 
 impl ArmError {
@@ -136,6 +138,7 @@ impl ArmError {
             message: message.into(),
             target: None,
             www_authenticate: None,
+            cause: None,
         }
     }
 
@@ -196,12 +199,16 @@ impl ArmError {
         )
     }
 
-    /// An unexpected failure: the client gets a generic message and the request id to quote.
-    pub fn internal() -> ArmError {
-        ArmError::new(
-            ErrorCode::InternalServerError,
-            "The server encountered an internal error; quote the x-ms-request-id when reporting it.",
-        )
+    /// An unexpected failure: the client gets a generic message and the request id to quote;
+    /// the log gets `cause` under that id.
+    pub fn internal(cause: String) -> ArmError {
+        ArmError {
+            cause: Some(cause),
+            ..ArmError::new(
+                ErrorCode::InternalServerError,
+                "The server encountered an internal error; quote the x-ms-request-id when reporting it.",
+            )
+        }
     }
 
     /// A 404 for a path that addresses nothing.
@@ -291,7 +298,7 @@ impl From<StoreError> for ArmError {
                 ErrorCode::PreconditionFailed,
                 format!("The If-None-Match condition was not met: '{id}' already exists."),
             ),
-            _ => ArmError::internal(),
+            other => ArmError::internal(identity::trace::error_chain(&other)),
         }
     }
 }
@@ -349,6 +356,9 @@ impl IntoResponse for ArmError {
         // A conflict with another operation is worth retrying shortly.
         if self.code == ErrorCode::AnotherOperationInProgress {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(identity::trace::InternalCause(cause));
         }
         response
     }

@@ -14,7 +14,7 @@ use store::authorization::{SubscriptionRecord, subscription_of_scope};
 use store::error::StoreError;
 
 use crate::api_version::{ApiVersions, TENANTS_API_VERSIONS};
-use crate::auth::{Caller, check_token_tenant};
+use crate::auth::{Caller, check_token_tenant, traced};
 use crate::error::{ArmError, ErrorCode};
 use crate::rbac::has_role_at_or_below;
 use crate::response::json;
@@ -42,6 +42,14 @@ pub(crate) async fn list(
     State(arm): State<Arc<Arm>>,
     Query(query): Query<HashMap<String, String>>,
     caller: Caller,
+) -> Response {
+    traced(caller.trace(), list_for(&arm, &query, &caller).await)
+}
+
+async fn list_for(
+    arm: &Arm,
+    query: &HashMap<String, String>,
+    caller: &Caller,
 ) -> Result<Response, ArmError> {
     SUBSCRIPTIONS_API_VERSIONS.check(query.get("api-version").map(String::as_str))?;
     let (principal_id, tenant_id) = (caller.object_id().to_owned(), caller.tenant_id().to_owned());
@@ -75,9 +83,18 @@ pub(crate) async fn get(
     Path(subscription_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     caller: Caller,
+) -> Response {
+    traced(caller.trace(), get_for(&arm, &subscription_id, &query, &caller).await)
+}
+
+async fn get_for(
+    arm: &Arm,
+    subscription_id: &str,
+    query: &HashMap<String, String>,
+    caller: &Caller,
 ) -> Result<Response, ArmError> {
     SUBSCRIPTIONS_API_VERSIONS.check(query.get("api-version").map(String::as_str))?;
-    let (lookup, principal_id) = (subscription_id.clone(), caller.object_id().to_owned());
+    let (lookup, principal_id) = (subscription_id.to_owned(), caller.object_id().to_owned());
     let (subscription, assignments) = arm
         .identity()
         .store()
@@ -94,7 +111,7 @@ pub(crate) async fn get(
             format!("The subscription '{subscription_id}' could not be found."),
         )
     })?;
-    check_token_tenant(&arm, &caller, &subscription)?;
+    check_token_tenant(arm, caller, &subscription)?;
     let scope = format!("/subscriptions/{}", subscription.id);
     if !has_role_at_or_below(&assignments, &scope) {
         return Err(ArmError::new(
@@ -112,8 +129,16 @@ pub(crate) async fn get(
 /// `GET /tenants`: the token's tenant.
 pub(crate) async fn tenants_list(
     State(arm): State<Arc<Arm>>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     caller: Caller,
+) -> Response {
+    traced(caller.trace(), tenants_for(&arm, &query, &caller).await)
+}
+
+async fn tenants_for(
+    arm: &Arm,
+    query: &HashMap<String, String>,
+    caller: &Caller,
 ) -> Result<Response, ArmError> {
     TENANTS_API_VERSIONS.check(query.get("api-version").map(String::as_str))?;
     let tenant_id = caller.tenant_id().to_owned();

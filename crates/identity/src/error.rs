@@ -19,11 +19,13 @@ pub struct OAuthError {
     pub code: u32,
     /// The description after `AADSTSnnn: `.
     pub message: String,
+    /// For a server error: its cause, for the server's log only.
+    pub cause: Option<String>,
 }
 
 impl OAuthError {
     fn new(status: u16, error: &'static str, code: u32, message: String) -> OAuthError {
-        OAuthError { status, error, code, message }
+        OAuthError { status, error, code, message, cause: None }
     }
 
     pub fn unknown_tenant(tenant: &str) -> OAuthError {
@@ -231,6 +233,11 @@ impl OAuthError {
         )
     }
 
+    /// A server error caused by `error`: the client is told to retry, the log gets the cause.
+    pub fn internal(error: &dyn std::error::Error) -> OAuthError {
+        OAuthError { cause: Some(crate::trace::error_chain(error)), ..Self::server_error() }
+    }
+
     pub fn server_error() -> OAuthError {
         Self::new(
             500,
@@ -251,6 +258,9 @@ impl OAuthError {
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
         let mut response = json_response(status, &self.body(now, &trace_id, &correlation_id));
+        if let Some(cause) = &self.cause {
+            response.extensions_mut().insert(crate::trace::InternalCause(cause.clone()));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

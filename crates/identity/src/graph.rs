@@ -59,11 +59,13 @@ struct GraphError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For a failure of the store: its cause, for the server's log only.
+    cause: Option<String>,
 }
 
 impl GraphError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> GraphError {
-        GraphError { status, code, message: message.into() }
+        GraphError { status, code, message: message.into(), cause: None }
     }
 
     fn not_found(id: &str) -> GraphError {
@@ -105,20 +107,28 @@ impl From<DirectoryError> for GraphError {
 }
 
 impl From<StoreError> for GraphError {
-    fn from(_: StoreError) -> GraphError {
-        GraphError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service_Unavailable",
-            "The directory could not be read; retry the request.",
-        )
+    fn from(error: StoreError) -> GraphError {
+        GraphError {
+            cause: Some(crate::trace::error_chain(&error)),
+            ..GraphError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service_Unavailable",
+                "The directory could not be read; retry the request.",
+            )
+        }
     }
 }
 
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string())
-            .into_response()
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string())
+                .into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(crate::trace::InternalCause(cause));
+        }
+        response
     }
 }
 

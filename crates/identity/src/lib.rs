@@ -20,6 +20,7 @@ pub mod secret;
 pub mod signin;
 pub mod time;
 pub mod token;
+pub mod trace;
 
 use std::sync::{Arc, RwLock};
 

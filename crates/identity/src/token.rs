@@ -90,8 +90,8 @@ fn param<'a>(request: &'a TokenRequest<'_>, name: &str) -> Result<&'a str, OAuth
         .ok_or_else(|| OAuthError::missing_parameter(name))
 }
 
-fn store_failure(_: StoreError) -> OAuthError {
-    OAuthError::server_error()
+fn store_failure(error: StoreError) -> OAuthError {
+    OAuthError::internal(&error)
 }
 
 /// Answers a token request with the response JSON, or the platform's error.

@@ -4,6 +4,7 @@
 pub mod az_setup;
 pub mod demo;
 pub mod files;
+pub mod logging;
 pub mod tls;
 pub mod transport;
 
@@ -174,7 +175,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         })
         .layer(axum::middleware::from_fn(move |request, next| {
             transport::read_body(body_timeout, request, next)
-        }));
+        }))
+        .layer(axum::middleware::from_fn(logging::log_request));
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.chain, &tls.key)
         .await
         .with_context(|| format!("loading {} and {}", tls.chain.display(), tls.key.display()))?;

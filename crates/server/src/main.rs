@@ -67,6 +67,10 @@ enum Command {
         /// Connections served at once; more are closed as they arrive.
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// How log lines are written to stderr (one per request; the level comes from
+        /// RUST_LOG, default info).
+        #[arg(long, value_enum, default_value_t = server::logging::LogFormat::Text)]
+        log_format: server::logging::LogFormat,
     },
     /// Administration straight on the store.
     #[command(subcommand)]
@@ -298,7 +302,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             body_timeout,
             idle_timeout,
             max_connections,
+            log_format,
         } => {
+            server::logging::init(log_format);
             let limits = server::transport::Limits {
                 header_timeout: Duration::from_secs(header_timeout),
                 body_timeout: Duration::from_secs(body_timeout),

@@ -299,6 +299,14 @@ impl Route {
     }
 }
 
+/// The route a path takes, if any.
+pub fn route_of(reference: &ResourceRef) -> Option<&'static Route> {
+    if !reference.namespace.eq_ignore_ascii_case("Microsoft.Network") {
+        return None;
+    }
+    ROUTES.iter().find(|route| route.matches(reference))
+}
+
 pub async fn handle(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmError> {
     if !reference.namespace.eq_ignore_ascii_case("Microsoft.Network") {
         return Err(ArmError::new(
@@ -310,7 +318,7 @@ pub async fn handle(ctx: &Ctx, reference: &ResourceRef) -> Result<Response, ArmE
         ));
     }
     let subscription = ctx.subscription(&reference.subscription).await?.id;
-    let Some(route) = ROUTES.iter().find(|route| route.matches(reference)) else {
+    let Some(route) = route_of(reference) else {
         return Err(ArmError::new(
             ErrorCode::InvalidResourceType,
             format!(

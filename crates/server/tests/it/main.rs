@@ -13,6 +13,7 @@ mod device;
 mod graph;
 mod hardening;
 mod identity;
+mod logs;
 mod network;
 mod openapi;
 mod resources;
