@@ -7,5 +7,6 @@ pub mod free;
 pub mod plan;
 pub mod prefix;
 pub mod request;
+pub mod subnet;
 pub mod tree;
 pub mod usage;

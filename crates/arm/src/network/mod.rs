@@ -10,8 +10,8 @@
 
 mod connections;
 pub(crate) mod docs;
-mod linked;
-mod managers;
+pub(crate) mod linked;
+pub(crate) mod managers;
 mod pools;
 mod static_cidrs;
 mod vnets;
