@@ -429,9 +429,9 @@ pub struct WriteTx<'conn> {
     /// transaction changes a pool and when a job's savepoint rolls back (which releases the
     /// locks taken since).
     locked_pools: Vec<pool::PoolRecord>,
-    /// What this transaction knows of locked pools' free blocks (`pool::KnownFree`); forgotten
+    /// What this transaction knows of locked pools' free blocks (`pool::free::KnownFree`); forgotten
     /// with `locked_pools`.
-    known_free: Vec<pool::KnownFree>,
+    known_free: Vec<pool::free::KnownFree>,
 }
 
 impl<'conn> WriteTx<'conn> {

@@ -10,7 +10,8 @@ use ipam::prefix::Prefix;
 use ipam::request::Request;
 use ipam::usage::Holder;
 use store::error::StoreError;
-use store::pool::{AllocationId, AllocationRecord, NewPool, Owner, PoolId, replay};
+use store::pool::ledger::replay;
+use store::pool::{AllocationId, AllocationRecord, NewPool, Owner, PoolId};
 use store::{Store, StoreConfig};
 
 use crate::support::{Kind, allocate, change, fresh};

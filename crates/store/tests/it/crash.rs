@@ -9,7 +9,8 @@ use ipam::plan::Placement;
 use ipam::prefix::Prefix;
 use ipam::request::Request;
 use ipam::usage::Holder;
-use store::pool::{NewPool, Owner, replay};
+use store::pool::ledger::replay;
+use store::pool::{NewPool, Owner};
 use store::{Store, StoreConfig};
 
 use crate::support::{Kind, allocate, change, fresh, postgres_url};
