@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -63,14 +63,26 @@ pub fn router(api: Router, origin: &str, clock: Arc<dyn identity::Clock>) -> Rou
         .route("/portal/signout", post(sign_out))
         .route("/portal/switch", get(switch))
         .route("/portal/t/{tenant}", get(home))
-        .route("/portal/t/{tenant}/managers", get(pools::managers))
-        .route("/portal/t/{tenant}/manager", get(pools::manager))
-        .route("/portal/t/{tenant}/pool/new", get(pools::new_pool).post(pools::create_pool))
-        .route("/portal/t/{tenant}/pool", get(pools::pool))
-        .route("/portal/t/{tenant}/pool/allocate", get(pools::allocate).post(pools::associate))
-        .route("/portal/t/{tenant}/pool/remove", get(pools::confirm_remove).post(pools::remove))
-        .route("/portal/t/{tenant}/pool/cidr", get(pools::new_cidr).post(pools::create_cidr))
-        .route("/portal/t/{tenant}/pool/iam", post(pools::add_role))
+        .route("/portal/t/{tenant}/managers", get(pools::managers::managers))
+        .route("/portal/t/{tenant}/manager", get(pools::managers::manager))
+        .route(
+            "/portal/t/{tenant}/pool/new",
+            get(pools::create::new_pool).post(pools::create::create_pool),
+        )
+        .route("/portal/t/{tenant}/pool", get(pools::overview::pool))
+        .route(
+            "/portal/t/{tenant}/pool/allocate",
+            get(pools::allocate::allocate).post(pools::allocate::associate),
+        )
+        .route(
+            "/portal/t/{tenant}/pool/remove",
+            get(pools::remove::confirm_remove).post(pools::remove::remove),
+        )
+        .route(
+            "/portal/t/{tenant}/pool/cidr",
+            get(pools::cidrs::new_cidr).post(pools::cidrs::create_cidr),
+        )
+        .route("/portal/t/{tenant}/pool/iam", post(pools::iam::add_role))
         .route("/portal/t/{tenant}/vnets", get(vnets::list))
         .route("/portal/t/{tenant}/vnet", get(vnets::show))
         .route("/portal/t/{tenant}/vnet/new", get(vnets::new_vnet).post(vnets::create_vnet))
@@ -441,15 +453,7 @@ pub(crate) fn sign_in_first(tenant: &str, return_to: &str) -> Response {
 }
 
 /// A tenant's home: its subscriptions, and where to go.
-async fn home(
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-) -> Response {
-    let mut visit = Visit::from(&portal, &headers);
-    if !visit.tokens.contains_key(&tenant) {
-        return sign_in_first(&tenant, &format!("/portal/t/{tenant}"));
-    }
+async fn home(SignedIn { mut visit, tenant }: SignedIn) -> Response {
     let answer =
         visit.arm(&tenant, None, Method::GET, "/subscriptions?api-version=2022-12-01", None).await;
     let mut body = String::new();
@@ -476,9 +480,38 @@ async fn home(
     visit.page("Home", &tenant, &body)
 }
 
-/// Redirects to the sign-in if the visit has no token for `tenant`.
-pub(crate) fn require_signed_in(visit: &Visit, tenant: &str, return_to: &str) -> Option<Response> {
-    (!visit.tokens.contains_key(tenant)).then(|| sign_in_first(tenant, return_to))
+/// A visit signed in to the tenant of the path (`/portal/t/{tenant}/…`): the extractor every
+/// tenant page starts with. Without a token for that tenant the person is sent to sign in, and
+/// comes back to the page (to the tenant's home after a form).
+#[derive(Debug)]
+pub(crate) struct SignedIn {
+    pub visit: Visit,
+    pub tenant: String,
+}
+
+impl FromRequestParts<Arc<Portal>> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        portal: &Arc<Portal>,
+    ) -> Result<SignedIn, Response> {
+        let Path(tenant) = Path::<String>::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let visit = Visit::from(portal, &parts.headers);
+        if visit.tokens.contains_key(&tenant) {
+            return Ok(SignedIn { visit, tenant });
+        }
+        let return_to = match parts.method {
+            Method::GET => parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| format!("/portal/t/{tenant}"), |target| target.as_str().to_owned()),
+            _ => format!("/portal/t/{tenant}"),
+        };
+        Err(sign_in_first(&tenant, &return_to))
+    }
 }
 
 /// The subscriptions the person sees in `tenant`.

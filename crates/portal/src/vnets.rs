@@ -3,30 +3,20 @@
 //! using IP address pools".
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::Query;
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
 use crate::html::{self, encode, escape, name_of};
 use crate::pools::{field, form_pairs};
-use crate::{Portal, Visit, across_subscriptions, require_signed_in, subscriptions};
+use crate::{SignedIn, across_subscriptions, subscriptions};
 
 const NET: &str = "api-version=2025-07-01";
 
-pub async fn list(
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-) -> Response {
-    let mut visit = Visit::from(&portal, &headers);
-    if let Some(redirect) = require_signed_in(&visit, &tenant, &format!("/portal/t/{tenant}/vnets"))
-    {
-        return redirect;
-    }
+pub async fn list(SignedIn { mut visit, tenant }: SignedIn) -> Response {
     let t = escape(&tenant);
     let mut body =
         format!("<p><a id=\"create-vnet\" href=\"/portal/t/{t}/vnet/new\">+ Create</a></p>");
@@ -75,21 +65,11 @@ fn pool_rows(allocations: &Value) -> Vec<(String, String)> {
 }
 
 pub async fn show(
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
+    SignedIn { mut visit, tenant }: SignedIn,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let mut visit = Visit::from(&portal, &headers);
     let id = query.get("id").cloned().unwrap_or_default();
     let tab = query.get("tab").map_or("overview", String::as_str).to_owned();
-    if let Some(redirect) = require_signed_in(
-        &visit,
-        &tenant,
-        &format!("/portal/t/{tenant}/vnet?id={}&tab={tab}", encode(&id)),
-    ) {
-        return redirect;
-    }
     let t = escape(&tenant);
     let link = |name: &str, label: &str| {
         let mark = if name == tab { " aria-current=\"page\"" } else { "" };
@@ -209,17 +189,7 @@ fn vnet_form(
     )
 }
 
-pub async fn new_vnet(
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-) -> Response {
-    let mut visit = Visit::from(&portal, &headers);
-    if let Some(redirect) =
-        require_signed_in(&visit, &tenant, &format!("/portal/t/{tenant}/vnet/new"))
-    {
-        return redirect;
-    }
+pub async fn new_vnet(SignedIn { mut visit, tenant }: SignedIn) -> Response {
     let subscriptions = subscriptions(&mut visit, &tenant).await.unwrap_or_default();
     visit.page(
         "Create virtual network",
@@ -228,18 +198,7 @@ pub async fn new_vnet(
     )
 }
 
-pub async fn create_vnet(
-    State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Response {
-    let mut visit = Visit::from(&portal, &headers);
-    if let Some(redirect) =
-        require_signed_in(&visit, &tenant, &format!("/portal/t/{tenant}/vnet/new"))
-    {
-        return redirect;
-    }
+pub async fn create_vnet(SignedIn { mut visit, tenant }: SignedIn, body: Bytes) -> Response {
     let values = form_pairs(&body);
     let own = subscriptions(&mut visit, &tenant).await.unwrap_or_default();
     let address_space = if field(&values, "ipam") == "on" {

@@ -1068,3 +1068,49 @@ async fn issue_19_portal_forms_need_the_sessions_token_and_this_origin() {
     assert_eq!(response.status().as_u16(), 303);
     assert_eq!(assignments().await, before + 1, "the portal's own form works");
 }
+
+// Issue 20: the portal kept its own copy of the role names, which had drifted (User Access
+// Administrator showed as a raw GUID); they come from the API now.
+#[tokio::test]
+async fn issue_20_the_iam_page_names_roles_as_the_api_defines_them() {
+    let server = TestServer::start().await;
+    let pool = server.demo("A", "pool_id");
+    let (contributor, _) = server.demo_user("A", "network_contributor");
+    let contributor = identity::directory::user(&server.running.store, &contributor).await.unwrap();
+    let new = arm::rbac::NewAssignment {
+        name: None,
+        scope: &pool,
+        role: &arm::rbac::USER_ACCESS_ADMINISTRATOR,
+        principal_id: &contributor.id,
+        principal_type: "User",
+        created_by: None,
+    };
+    arm::rbac::assign(&server.running.store, new, identity::Clock::now(&server::SystemClock))
+        .await
+        .unwrap();
+    let cookie = portal_sign_in(&server, "A", "admin", None).await;
+    let page =
+        no_redirects(&server)
+            .get(server.url(&format!(
+                "/portal/t/{}/pool?id={pool}&tab=iam",
+                server.demo("A", "tenant_id")
+            )))
+            .header("cookie", format!("crosspool_portal={cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    let table = &page[page.find("id=\"role-assignments\"").unwrap()..];
+    assert!(table.contains("<td>User Access Administrator</td>"), "{table}");
+    assert!(!table.contains(&format!("<td>{}</td>", arm::rbac::USER_ACCESS_ADMINISTRATOR.id)));
+    let options = &page[page.find("id=\"iam-role\"").unwrap()..];
+    assert!(
+        options.contains(&format!(
+            "<option value=\"{}\">IPAM Pool User</option>",
+            arm::rbac::IPAM_POOL_USER.id
+        )),
+        "{options}"
+    );
+}
