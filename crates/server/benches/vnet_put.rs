@@ -36,8 +36,14 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// One key-encryption key for every server of a run: replicas of one store share it.
+fn kek() -> server::files::KekSource {
+    static KEK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    server::files::KekSource::Text(KEK.get_or_init(identity::kek::Kek::generate_text).clone())
+}
+
 async fn start(dir: &std::path::Path, database: Option<StoreConfig>, demo: bool) -> Running {
-    let config = ServeConfig { database, demo, ..ServeConfig::local(dir.to_owned()) };
+    let config = ServeConfig { database, demo, kek: kek(), ..ServeConfig::local(dir.to_owned()) };
     server::start(config).await.unwrap()
 }
 
@@ -156,7 +162,12 @@ async fn run(
         let (client, origin, token_b, token_a) =
             (client.clone(), target.origin.clone(), target.token_b.clone(), target.token_a.clone());
         let (pool, subscription_b, label) =
-            (pool.to_owned(), subscription_b.to_owned(), label.replace(' ', "-"));
+            // A VNet name holds letters, digits, '-', '_' and '.' only.
+            (
+                pool.to_owned(),
+                subscription_b.to_owned(),
+                label.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+            );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut prefixes = Vec::new();
