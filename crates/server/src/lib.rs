@@ -4,6 +4,7 @@
 pub mod az_setup;
 pub mod demo;
 pub mod files;
+pub mod health;
 pub mod logging;
 pub mod tls;
 pub mod transport;
@@ -84,6 +85,7 @@ pub struct Running {
     pub demo: Option<serde_json::Value>,
     /// The store it serves, for administration and tests.
     pub store: Store,
+    health: health::Health,
     // One per listening address; the first is the primary.
     servers: Vec<(axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<std::io::Result<()>>)>,
 }
@@ -99,11 +101,43 @@ impl Running {
         }
     }
 
-    /// Waits until the primary listener stops (it runs until the process is stopped).
+    /// Waits until the listeners stop: when the process stops, or after `stop_on`'s signal and
+    /// grace.
     pub async fn wait(self) -> anyhow::Result<()> {
-        let (_, primary) =
-            self.servers.into_iter().next().expect("a server has its primary listener");
-        primary.await.context("the server task failed")?.context("the server stopped")
+        let mut outcome = Ok(());
+        for (_, task) in self.servers {
+            let ended = task
+                .await
+                .context("the server task failed")
+                .and_then(|served| served.context("the server stopped"));
+            if outcome.is_ok() {
+                outcome = ended;
+            }
+        }
+        outcome
+    }
+
+    /// Stops gracefully once `signal` resolves: no new connection is accepted, `/readyz` says
+    /// the server is stopping, requests in flight finish for up to `grace`, then the listeners
+    /// end (and `wait` returns).
+    pub fn stop_on(
+        &self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+        grace: std::time::Duration,
+    ) {
+        let handles: Vec<_> = self.servers.iter().map(|(handle, _)| handle.clone()).collect();
+        let health = self.health.clone();
+        tokio::spawn(async move {
+            signal.await;
+            health.stopping();
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "stopping: finishing requests in flight"
+            );
+            for handle in &handles {
+                handle.graceful_shutdown(Some(grace));
+            }
+        });
     }
 }
 
@@ -158,7 +192,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         true => Some(demo::ensure(&identity, &arm, &config.data_dir, &origin, &tls.ca_cert).await?),
         false => None,
     };
+    let health = health::Health::new(store.clone());
     let api = Router::new()
+        .merge(health::router(health.clone()))
         .merge(arm::router(arm))
         .merge(identity::routes::router(identity.clone()))
         .merge(identity::graph::router(identity.clone()))
@@ -198,7 +234,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         );
         servers.push((handle, task));
     }
-    Ok(Running { addr, origin, ca_cert: tls.ca_cert, demo, store, servers })
+    Ok(Running { addr, origin, ca_cert: tls.ca_cert, demo, store, health, servers })
 }
 
 /// Treats repeated slashes in a path as one: the az CLI asks for `//metadata/endpoints` when the

@@ -67,6 +67,10 @@ enum Command {
         /// Connections served at once; more are closed as they arrive.
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// Seconds requests in flight get to finish after SIGTERM (or Ctrl-C) before the
+        /// server exits; no new connection is accepted meanwhile.
+        #[arg(long, default_value_t = 30)]
+        shutdown_grace: u64,
         /// How log lines are written to stderr (one per request; the level comes from
         /// RUST_LOG, default info).
         #[arg(long, value_enum, default_value_t = server::logging::LogFormat::Text)]
@@ -303,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             idle_timeout,
             max_connections,
             log_format,
+            shutdown_grace,
         } => {
             server::logging::init(log_format);
             let limits = server::transport::Limits {
@@ -320,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 limits,
                 ..server::ServeConfig::local(cli.data_dir)
             };
-            serve(config)
+            serve(config, Duration::from_secs(shutdown_grace))
         }
         Command::AzSetup { endpoint, apply } => {
             let (commands, export) = server::az_setup::plan(&cli.data_dir, endpoint)?;
@@ -573,7 +578,7 @@ fn random_password() -> String {
     format!("Cp1-{}", &identity::secret::new_client_secret().replace(['~', '-', '_'], "x")[..16])
 }
 
-fn serve(config: server::ServeConfig) -> anyhow::Result<()> {
+fn serve(config: server::ServeConfig, grace: Duration) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -586,14 +591,27 @@ fn serve(config: server::ServeConfig) -> anyhow::Result<()> {
         if running.demo.is_some() {
             println!("demo tenants, users and passwords: {}", data_dir.join("demo.json").display());
         }
-        tokio::select! {
-            result = running.wait() => result,
-            _ = tokio::signal::ctrl_c() => {
-                println!("stopping");
-                Ok(())
-            }
-        }
+        running.stop_on(stop_signal(), grace);
+        running.wait().await?;
+        println!("stopped");
+        Ok(())
     })
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn stop_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn admin_check(config: &StoreConfig) -> anyhow::Result<()> {

@@ -320,6 +320,24 @@ impl Store {
     }
 
     /// `read` for callers that are not async.
+    /// The database's schema version, read now: what `/readyz` asks to tell that the database
+    /// answers, and that its migrations are this build's (`schema_version_supported`).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .tx
+                .query_opt("SELECT max(version) FROM crosspool_schema", &[])?
+                .and_then(|row| row.opt_int(0))
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    /// The schema version this build writes and reads.
+    pub fn schema_version_supported() -> i64 {
+        migrate::latest_version()
+    }
+
     pub fn read_blocking<T, E, F>(&self, mut f: F) -> Result<T, E>
     where
         F: FnMut(&mut ReadTx<'_>) -> Result<T, E>,

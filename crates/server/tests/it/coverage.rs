@@ -83,6 +83,9 @@ macro_rules! vnet {
 
 const ROWS: &[Row] = &[
     public("GET", "/metadata/endpoints", OK),
+    // Health for load balancers and orchestrators, without authentication.
+    public("GET", "/healthz", OK),
+    public("GET", "/readyz", OK),
     Row { method: "GET", template: "/tenants", no_token: NO_TOKEN, other_tenant: OK, no_role: OK },
     Row {
         method: "GET",

@@ -16,6 +16,7 @@ mod identity;
 mod logs;
 mod network;
 mod openapi;
+mod operate;
 mod resources;
 mod security;
 mod tidy;
