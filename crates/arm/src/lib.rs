@@ -3,7 +3,7 @@
 //! groups, role-based access and the network resources.
 //!
 //! Modules import one way (ARCHITECTURE.md): `error` imports nothing of `arm`; `response`,
-//! `state`, `path`, `rbac`, `api_version` and `location` only `error`; above them `auth`, then
+//! `state`, `path`, `rbac`, `api_version`, `location` and `telemetry` only `error`; above them `auth`, then
 //! `request`, then `operation`, then the resources, then `dispatch`; this file only declares the
 //! modules and builds the router, and nothing imports it or `dispatch`.
 
@@ -24,6 +24,7 @@ pub mod response;
 pub mod routes;
 pub mod state;
 pub mod subscription;
+pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ pub mod pages;
 pub mod routes;
 pub mod secret;
 pub mod signin;
+pub mod telemetry;
 pub mod time;
 pub mod token;
 pub mod trace;

@@ -47,6 +47,15 @@ enum Key {
 }
 
 impl Key {
+    /// What it locks, as a metric label (`telemetry::LOCKOUTS`).
+    fn label(&self) -> &'static str {
+        match self {
+            Key::AccountAndSource(..) => "account_and_address",
+            Key::Account(_) => "account",
+            Key::Source(_) => "address",
+        }
+    }
+
     fn limit(&self) -> u32 {
         match self {
             Key::AccountAndSource(..) => MAX_FAILURES_PER_ACCOUNT_AND_SOURCE,
@@ -146,8 +155,16 @@ impl Attempt<'_> {
         }
     }
 
-    /// The password was wrong: the reservation stays as a failure.
-    pub fn failed(self) {}
+    /// The password was wrong: the reservation stays as a failure. A key it brings to its
+    /// limit is locked from now on, which the metrics count.
+    pub fn failed(self) {
+        let failures = self.limiter.failures();
+        for key in &self.keys {
+            if failures.get(key).is_some_and(|(_, count)| *count == key.limit()) {
+                crate::telemetry::lockout(key.label());
+            }
+        }
+    }
 }
 
 /// Bounds how many password hashes run at once.

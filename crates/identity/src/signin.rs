@@ -10,6 +10,7 @@ use store::identity::{TenantRecord, UserRecord};
 use crate::Identity;
 use crate::limiter::Throttled;
 use crate::secret::password_matches;
+use crate::telemetry;
 
 /// An Argon2id hash of a random password nobody knows, checked when the user does not exist, so
 /// timing does not tell which users exist.
@@ -32,10 +33,38 @@ pub enum SignInError {
     Unavailable,
 }
 
+impl SignInError {
+    /// The reason's metric label (`telemetry::SIGN_IN_FAILURES`).
+    fn label(&self) -> &'static str {
+        match self {
+            SignInError::LockedOut => "locked_out",
+            SignInError::BadCredentials => "bad_credentials",
+            SignInError::Disabled => "disabled",
+            SignInError::NotInTenant { .. } => "not_in_tenant",
+            SignInError::Throttled => "throttled",
+            SignInError::Unavailable => "unavailable",
+        }
+    }
+}
+
 impl Identity {
     /// Checks a user name and password; `tenant` is the tenant signed in to, `None` for
     /// `organizations`/`common` (the user's home tenant then).
     pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        tenant: Option<&TenantRecord>,
+        client_address: Option<&str>,
+    ) -> Result<UserRecord, SignInError> {
+        let outcome = self.check_sign_in(username, password, tenant, client_address).await;
+        if let Err(error) = &outcome {
+            telemetry::sign_in_failed(error.label());
+        }
+        outcome
+    }
+
+    async fn check_sign_in(
         &self,
         username: &str,
         password: &str,

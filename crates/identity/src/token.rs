@@ -96,6 +96,22 @@ fn store_failure(error: StoreError) -> OAuthError {
 
 /// Answers a token request with the response JSON, or the platform's error.
 pub async fn token(identity: &Identity, request: TokenRequest<'_>) -> Result<Value, OAuthError> {
+    let grant = match request.params.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => "client_credentials",
+        Some("password") => "password",
+        Some("refresh_token") => "refresh_token",
+        Some("authorization_code") => "authorization_code",
+        Some(DEVICE_CODE_GRANT) => "device_code",
+        _ => "other",
+    };
+    let answer = issue(identity, request).await;
+    if answer.is_ok() {
+        crate::telemetry::token_issued(grant);
+    }
+    answer
+}
+
+async fn issue(identity: &Identity, request: TokenRequest<'_>) -> Result<Value, OAuthError> {
     identity.reload_keys_if_stale().await;
     let grant_type = param(&request, "grant_type")?;
     let tenant = match is_multi_tenant_segment(request.tenant) {

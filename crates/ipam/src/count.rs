@@ -71,6 +71,35 @@ impl AddressCount {
         }
     }
 
+    /// `count` blocks of `2^exponent` addresses each, or `None` past 2^128.
+    pub fn blocks(count: u64, exponent: u8) -> Option<AddressCount> {
+        if exponent > 128 {
+            return None;
+        }
+        if count == 0 {
+            return Some(AddressCount::ZERO);
+        }
+        // count · 2^exponent is 2^128 exactly when count is 2^(128 - exponent).
+        let to_all = 128 - u32::from(exponent);
+        if count.is_power_of_two() && count.trailing_zeros() == to_all {
+            return Some(AddressCount(Repr::All));
+        }
+        match exponent {
+            128 => None,
+            _ => u128::from(count)
+                .checked_mul(1u128 << exponent)
+                .map(|total| AddressCount(Repr::Finite(total))),
+        }
+    }
+
+    /// The count as a float, for metrics: exact up to 2^53, then the nearest float.
+    pub fn as_f64(self) -> f64 {
+        match self.0 {
+            Repr::Finite(value) => value as f64,
+            Repr::All => 2f64.powi(128),
+        }
+    }
+
     pub fn is_zero(self) -> bool {
         self == AddressCount::ZERO
     }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod files;
 pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod tls;
 pub mod transport;
 
@@ -40,6 +41,9 @@ pub struct ServeConfig {
     pub kek: files::KekSource,
     /// Connection deadlines and cap.
     pub limits: transport::Limits,
+    /// Where to serve `/metrics` to anyone, over plain HTTP, besides to loopback clients on the
+    /// main port.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -55,6 +59,7 @@ impl ServeConfig {
             clock: Arc::new(SystemClock),
             kek: files::KekSource::DataDir,
             limits: transport::Limits::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct Running {
     pub demo: Option<serde_json::Value>,
     /// The store it serves, for administration and tests.
     pub store: Store,
+    /// Where `/metrics` is served to anyone (`ServeConfig::metrics_listen`), if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     health: health::Health,
     // One per listening address; the first is the primary.
     servers: Vec<(axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<std::io::Result<()>>)>,
@@ -181,6 +188,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         config.also_listen.iter().map(|addr| bind(*addr)).collect::<anyhow::Result<Vec<_>>>()?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let origin = origin_for(addr);
+    metrics::install();
+    let metrics_addr = match config.metrics_listen {
+        Some(metrics_addr) => {
+            let listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("listening for metrics on {metrics_addr}"))?;
+            let bound = listener.local_addr().context("reading the metrics address")?;
+            metrics::serve(listener, store.clone());
+            Some(bound)
+        }
+        None => None,
+    };
 
     let identity = Arc::new(
         Identity::start(store.clone(), &origin, config.clock.clone(), kek)
@@ -195,6 +214,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let health = health::Health::new(store.clone());
     let api = Router::new()
         .merge(health::router(health.clone()))
+        .merge(metrics::router(store.clone(), metrics::Exposure::Loopback))
         .merge(arm::router(arm))
         .merge(identity::routes::router(identity.clone()))
         .merge(identity::graph::router(identity.clone()))
@@ -234,7 +254,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         );
         servers.push((handle, task));
     }
-    Ok(Running { addr, origin, ca_cert: tls.ca_cert, demo, store, health, servers })
+    Ok(Running { addr, origin, ca_cert: tls.ca_cert, demo, store, metrics_addr, health, servers })
 }
 
 /// Treats repeated slashes in a path as one: the az CLI asks for `//metadata/endpoints` when the

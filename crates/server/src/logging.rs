@@ -64,6 +64,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
             (caller.tenant_id.clone(), caller.object_id.clone())
         });
     let status = response.status().as_u16();
+    crate::metrics::record_request(&route, &method, status, latency_ms / 1000.0);
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         tracing::error!(request_id = %request_id, method = %method, route = %route, status, cause = %cause, "internal error");
     }

@@ -75,6 +75,10 @@ enum Command {
         /// RUST_LOG, default info).
         #[arg(long, value_enum, default_value_t = server::logging::LogFormat::Text)]
         log_format: server::logging::LogFormat,
+        /// Also serve /metrics (Prometheus text format, plain HTTP) on this address, to any
+        /// client that reaches it; the main port serves it to loopback clients only.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Administration straight on the store.
     #[command(subcommand)]
@@ -308,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections,
             log_format,
             shutdown_grace,
+            metrics_listen,
         } => {
             server::logging::init(log_format);
             let limits = server::transport::Limits {
@@ -323,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 demo,
                 kek,
                 limits,
+                metrics_listen,
                 ..server::ServeConfig::local(cli.data_dir)
             };
             serve(config, Duration::from_secs(shutdown_grace))
@@ -588,6 +594,9 @@ fn serve(config: server::ServeConfig, grace: Duration) -> anyhow::Result<()> {
         let running = server::start(config).await?;
         println!("crosspool is listening on {}", running.origin);
         println!("trust its CA certificate: {}", running.ca_cert.display());
+        if let Some(metrics_addr) = running.metrics_addr {
+            println!("metrics: http://{metrics_addr}/metrics");
+        }
         if running.demo.is_some() {
             println!("demo tenants, users and passwords: {}", data_dir.join("demo.json").display());
         }

@@ -244,7 +244,7 @@ impl Store {
             let n_jobs = jobs.len();
             let use_savepoints = savepoints && n_jobs > 1;
             let mut must_retry = false;
-            let mut any_succeeded = false;
+            let mut succeeded_jobs = 0;
             // Whether the previous job succeeded: its savepoint's end goes with the next job's
             // SAVEPOINT, in one round trip. The last one, if it succeeded, needs nothing:
             // COMMIT releases it.
@@ -263,11 +263,15 @@ impl Store {
                     })?;
                 }
                 // A panicking job fails alone; its caller hears that the worker stopped.
+                let events_before = write_tx.events.len();
                 let succeeded =
                     catch_unwind(AssertUnwindSafe(|| job.run(&mut write_tx))).unwrap_or(false);
                 if !succeeded {
-                    // Whatever the job held back to write goes with its rollback.
+                    // Whatever the job held back to write, or did, goes with its rollback.
                     let _ = write_tx.tx.take_deferred();
+                    write_tx.events.truncate(events_before);
+                } else {
+                    succeeded_jobs += 1;
                 }
                 if write_tx.tx.should_retry() {
                     must_retry = true;
@@ -280,11 +284,11 @@ impl Store {
                 if use_savepoints {
                     previous = Some(succeeded);
                 }
-                any_succeeded |= succeeded;
             }
-            if previous == Some(false) && any_succeeded && !must_retry {
+            if previous == Some(false) && succeeded_jobs > 0 && !must_retry {
                 write_tx.tx.control(&["ROLLBACK TO SAVEPOINT job", "RELEASE SAVEPOINT job"])?;
             }
+            let events = std::mem::take(&mut write_tx.events);
             let tx = write_tx.read.tx;
             if must_retry {
                 let _ = tx.finish(false);
@@ -292,12 +296,15 @@ impl Store {
                     source: "a job in the batch hit a transient conflict".into(),
                 });
             }
-            if !any_succeeded {
+            if succeeded_jobs == 0 {
                 tx.finish(false)?;
                 return Ok(Attempt::Finished);
             }
             // The generation the commit brings moves this process's cache (`cache`).
+            let timer = crate::telemetry::CommitTimer::start();
             let generation = crate::cache::commit(tx)?;
+            timer.committed(succeeded_jobs);
+            crate::telemetry::committed(&events);
             self.inner.committed();
             self.inner.cache.advance(generation);
             Ok(Attempt::Finished)

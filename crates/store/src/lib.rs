@@ -17,6 +17,7 @@ pub mod identity;
 mod migrate;
 pub mod pool;
 pub mod resource;
+pub mod telemetry;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -302,6 +303,7 @@ impl Store {
         E: From<StoreError>,
     {
         let mut generation = None;
+        let mut events = Vec::new();
         let result = self.run(Mode::Write, None, |tx| {
             let mut write_tx = WriteTx::new(tx);
             let mut result = f(&mut write_tx);
@@ -311,15 +313,16 @@ impl Store {
                     Err(error) => result = Err(error.into()),
                 }
             }
+            events = std::mem::take(&mut write_tx.events);
             (write_tx.read.tx, result)
         });
         if let (Ok(_), Some(generation)) = (&result, generation) {
             self.inner.cache.advance(generation);
+            telemetry::committed(&events);
         }
         result
     }
 
-    /// `read` for callers that are not async.
     /// The database's schema version, read now: what `/readyz` asks to tell that the database
     /// answers, and that its migrations are this build's (`schema_version_supported`).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
@@ -338,6 +341,7 @@ impl Store {
         migrate::latest_version()
     }
 
+    /// `read` for callers that are not async.
     pub fn read_blocking<T, E, F>(&self, mut f: F) -> Result<T, E>
     where
         F: FnMut(&mut ReadTx<'_>) -> Result<T, E>,
@@ -450,6 +454,8 @@ pub struct WriteTx<'conn> {
     /// What this transaction knows of locked pools' free blocks (`pool::free::KnownFree`); forgotten
     /// with `locked_pools`.
     known_free: Vec<pool::free::KnownFree>,
+    /// What it did to pools, counted once it commits (`telemetry`).
+    events: Vec<telemetry::PoolEvent>,
 }
 
 impl<'conn> WriteTx<'conn> {
@@ -458,6 +464,7 @@ impl<'conn> WriteTx<'conn> {
             read: ReadTx { tx, cache: None },
             locked_pools: Vec::new(),
             known_free: Vec::new(),
+            events: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use store::authorization::RoleAssignmentRecord;
 use crate::auth::{Caller, PrincipalKind, authenticate};
 use crate::error::{ArmError, ErrorCode};
 use crate::request::Ctx;
+use crate::telemetry::{self, Refusal};
 
 pub const ASSOCIATE: &str =
     "Microsoft.Network/networkManagers/ipamPools/associateResourcesToPool/action";
@@ -22,6 +23,10 @@ pub const DISASSOCIATE: &str =
 
 /// The request's auxiliary tokens, verified.
 pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
+    verify_auxiliary(ctx).await.map_err(|error| telemetry::refused(Refusal::Auxiliary, error))
+}
+
+async fn verify_auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
     let mut headers = ctx.headers.get_all("x-ms-authorization-auxiliary").iter();
     let Some(header) = headers.next() else {
         return Ok(Vec::new());
@@ -75,8 +80,6 @@ pub async fn auxiliary(ctx: &Ctx) -> Result<Vec<Caller>, ArmError> {
     Ok(callers)
 }
 
-/// Checks that the caller may use `linked_action` on `pool_id`, a pool in `pool_tenant`: as
-/// itself in its own tenant, or through its auxiliary token for that tenant.
 /// A linked check: the action needed on the pool, and what the request does itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Check<'a> {
@@ -115,12 +118,15 @@ pub fn authorize(
     }
     let (primary_action, primary_scope, linked_action) =
         (check.primary_action, check.primary_scope, check.action);
-    Err(ArmError::new(
-        ErrorCode::LinkedAuthorizationFailed,
-        format!(
-            "The client '{}' with object id '{}' has permission to perform action '{primary_action}' on scope '{primary_scope}'; however, it does not have permission to perform action '{linked_action}' on the linked scope(s) '{pool_id}' or the linked scope(s) are invalid.",
-            ctx.caller.name(),
-            ctx.caller.object_id()
+    Err(telemetry::refused(
+        Refusal::Linked,
+        ArmError::new(
+            ErrorCode::LinkedAuthorizationFailed,
+            format!(
+                "The client '{}' with object id '{}' has permission to perform action '{primary_action}' on scope '{primary_scope}'; however, it does not have permission to perform action '{linked_action}' on the linked scope(s) '{pool_id}' or the linked scope(s) are invalid.",
+                ctx.caller.name(),
+                ctx.caller.object_id()
+            ),
         ),
     ))
 }

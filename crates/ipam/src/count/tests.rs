@@ -50,3 +50,18 @@ fn arithmetic_reaches_two_to_the_128_exactly() {
     assert_eq!(AddressCount::from(u128::MAX).checked_add(AddressCount::from(2)), None);
     assert!(AddressCount::from(u128::MAX) < all);
 }
+
+#[test]
+fn blocks_multiply_up_to_two_to_the_128() {
+    assert_eq!(AddressCount::blocks(3, 8), Some(AddressCount::from(768)));
+    assert_eq!(AddressCount::blocks(0, 128), Some(AddressCount::ZERO));
+    assert_eq!(AddressCount::blocks(1, 128), Some(AddressCount::power_of_two(128)));
+    assert_eq!(AddressCount::blocks(2, 128), None);
+    assert_eq!(AddressCount::blocks(2, 127), Some(AddressCount::power_of_two(128)));
+    assert_eq!(AddressCount::blocks(3, 127), None);
+    let most = AddressCount::blocks(u64::MAX, 64).and_then(AddressCount::as_u128);
+    assert_eq!(most, Some(u128::from(u64::MAX) << 64));
+    assert_eq!(AddressCount::blocks(1, 129), None);
+    assert_eq!(AddressCount::power_of_two(128).as_f64(), 2f64.powi(128));
+    assert_eq!(AddressCount::from(256).as_f64(), 256.0);
+}

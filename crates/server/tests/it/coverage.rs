@@ -86,6 +86,9 @@ const ROWS: &[Row] = &[
     // Health for load balancers and orchestrators, without authentication.
     public("GET", "/healthz", OK),
     public("GET", "/readyz", OK),
+    // Metrics: to loopback clients (these tests are) without a token; others get 403
+    // (`server::metrics`'s unit test).
+    public("GET", "/metrics", OK),
     Row { method: "GET", template: "/tenants", no_token: NO_TOKEN, other_tenant: OK, no_role: OK },
     Row {
         method: "GET",

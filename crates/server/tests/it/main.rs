@@ -14,6 +14,7 @@ mod graph;
 mod hardening;
 mod identity;
 mod logs;
+mod metrics;
 mod network;
 mod openapi;
 mod operate;

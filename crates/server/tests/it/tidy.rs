@@ -256,6 +256,7 @@ const ARM_FOUNDATION: &[(&str, &[&str])] = &[
     ("rbac", &["error"]),
     ("api_version", &["error"]),
     ("location", &["error"]),
+    ("telemetry", &["error"]),
 ];
 
 #[test]

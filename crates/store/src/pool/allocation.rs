@@ -16,6 +16,7 @@ use super::{
 };
 use crate::db::{Backend, Deferred, Value};
 use crate::error::StoreError;
+use crate::telemetry::PoolEvent;
 use crate::{ReadTx, Timestamp, WriteTx};
 
 impl ReadTx<'_> {
@@ -222,6 +223,7 @@ impl WriteTx<'_> {
                     pool, &last, &blocks, holder, owner, &owner_key, change, defer,
                 )?,
             };
+        self.events.push(PoolEvent::Allocated { pool: pool.resource_key.clone(), holder });
         Ok((id, blocks))
     }
 
@@ -381,6 +383,10 @@ impl WriteTx<'_> {
                 change,
             )?;
         }
+        self.events.push(PoolEvent::Released {
+            pool: pool.resource_key.clone(),
+            holder: allocation.holder,
+        });
         Ok(allocation)
     }
 

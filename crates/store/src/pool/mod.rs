@@ -12,6 +12,7 @@ pub(crate) mod free;
 pub mod ledger;
 mod lifecycle;
 
+use ipam::count::AddressCount;
 use ipam::plan::Placement;
 use ipam::prefix::{Family, Prefix};
 use ipam::usage::Holder;
@@ -95,6 +96,20 @@ impl PoolRecord {
     pub fn prefixes(&self) -> &[Prefix] {
         &self.prefixes
     }
+}
+
+/// A pool's space in numbers, for metrics: `size = allocated + reserved + available`, where
+/// allocated includes child pools and static CIDRs, as in the pool's usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpace {
+    /// The lower-cased resource id.
+    pub resource_key: String,
+    pub size: AddressCount,
+    pub allocated: AddressCount,
+    pub reserved: AddressCount,
+    pub available: AddressCount,
+    /// The largest free block's size; zero when the pool is full.
+    pub largest_free: AddressCount,
 }
 
 /// A pool to create.

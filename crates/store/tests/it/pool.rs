@@ -77,6 +77,34 @@ both_backends! {
             children: ["/nm/ipampools/testpool1", "/nm/ipampools/testpool2"]"#]].assert_eq(&summary);
     }
 
+    fn every_pools_space_agrees_with_its_usage(test: &TestStore) {
+        let (root, child, v6) = test.store.write_blocking(|tx| {
+            let root = create(tx, "Root", None, &["10.0.0.0/8", "192.0.0.0/8"])?;
+            let child = create(tx, "Child", Some(root.id()), &["10.0.2.0/26"])?;
+            let v6 = create(tx, "Six", None, &["fd00::/8"])?;
+            tx.pool_allocate(root.id(), &Request::Prefix(prefix("10.0.0.0/24")), Holder::Reservation, VNET, change(2))?;
+            tx.pool_allocate(root.id(), &count("100"), Holder::Resource, VNET, change(2))?;
+            tx.pool_allocate(child.id(), &count("16"), Holder::StaticCidr, VNET, change(2))?;
+            tx.pool_allocate(v6.id(), &count("18446744073709551616"), Holder::Resource, VNET, change(2))?;
+            Ok::<_, StoreError>((root.id(), child.id(), v6.id()))
+        }).unwrap();
+        let spaces = test.store.read_blocking(|tx| tx.pools_space()).unwrap();
+        assert_eq!(spaces.len(), 3);
+        for (id, space) in [root, child, v6].into_iter().zip(&spaces) {
+            let (usage, record) = test.store.read_blocking(|tx| Ok::<_, StoreError>((tx.pool_usage(id)?, tx.pool_get(id)?))).unwrap();
+            assert_eq!(space.resource_key, record.resource_key());
+            assert_eq!(space.size, usage.total_number_of_ip_addresses());
+            assert_eq!(space.allocated, usage.number_of_allocated_ip_addresses());
+            assert_eq!(space.reserved, usage.number_of_reserved_ip_addresses());
+            assert_eq!(space.available, usage.number_of_available_ip_addresses());
+            let largest = usage.available_address_prefixes().iter().map(Prefix::size).max().unwrap_or_default();
+            assert_eq!(space.largest_free, largest, "{}", space.resource_key);
+        }
+        assert_eq!(spaces[0].reserved.to_string(), "256");
+        assert_eq!(spaces[0].largest_free.to_string(), "16777216");
+        assert_eq!(spaces[2].allocated.to_string(), "18446744073709551616");
+    }
+
     fn a_count_of_100_is_three_blocks_and_release_merges_them_back(test: &TestStore) {
         let pool = test.store.write_blocking(|tx| create(tx, "p", None, &["10.0.0.0/16"])).unwrap();
         let allocation = test.store.write_blocking(|tx| tx.pool_allocate(pool.id(), &count("100"), Holder::Resource, VNET, change(2))).unwrap();

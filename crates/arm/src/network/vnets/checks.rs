@@ -16,6 +16,7 @@ use crate::error::{ArmError, ErrorCode};
 use crate::network::docs;
 use crate::network::{linked, managers};
 use crate::request::Ctx;
+use crate::telemetry::{self, Refusal};
 
 /// Refuses the write unless the caller, with its auxiliary tokens, may link the VNet `id` to the
 /// pools `associate` takes space from and `release` gives it back to, and the pools asked of can
@@ -45,7 +46,7 @@ pub(super) async fn check(
             .find(|aux| !linked_tenants.iter().any(|t| t.eq_ignore_ascii_case(aux.tenant_id())))
     {
         let origin = ctx.arm.identity().origin();
-        return Err(ArmError::unauthorized(
+        let refusal = ArmError::unauthorized(
             ErrorCode::InvalidAuthenticationTokenTenant,
             format!(
                 "The auxiliary token of client '{}' is from tenant '{}', which owns none of the resources this request links to (tenant(s) '{}').",
@@ -54,7 +55,8 @@ pub(super) async fn check(
                 linked_tenants.join("', '")
             ),
             &format!("{origin}/{}", linked_tenants[0]),
-        ));
+        );
+        return Err(telemetry::refused(Refusal::Auxiliary, refusal));
     }
     let primary_action = "Microsoft.Network/virtualNetworks/write";
     for (pools, action, same_identity) in
