@@ -99,6 +99,8 @@ error_codes! {
     RoleAssignmentExists = "RoleAssignmentExists", CONFLICT;
     RoleAssignmentNotFound = "RoleAssignmentNotFound", NOT_FOUND;
     RoleAssignmentUpdateNotPermitted = "RoleAssignmentUpdateNotPermitted", CONFLICT;
+    /// The database can't be reached now; `Retry-After` says when to try again.
+    ServiceUnavailable = "ServiceUnavailable", SERVICE_UNAVAILABLE;
     /// A role definition a request body names does not exist: the body is at fault.
     RoleDefinitionDoesNotExist = "RoleDefinitionDoesNotExist", BAD_REQUEST;
     /// The role definition the path names does not exist.
@@ -280,6 +282,13 @@ impl From<StoreError> for ArmError {
                 ErrorCode::AnotherOperationInProgress,
                 "Another operation on this resource or pool is in progress; retry the request.",
             ),
+            StoreError::Unavailable { .. } => ArmError {
+                cause: Some(identity::trace::error_chain(&error)),
+                ..ArmError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The service's database is unavailable; retry the request after the time in the Retry-After header.",
+                )
+            },
             // The allocator's refusals are the client's to fix, wherever they surface.
             StoreError::Ipam(error) => error.into(),
             StoreError::EtagMismatch { id, expected } => ArmError::new(
@@ -353,9 +362,15 @@ impl IntoResponse for ArmError {
         {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
-        // A conflict with another operation is worth retrying shortly.
-        if self.code == ErrorCode::AnotherOperationInProgress {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // A conflict with another operation is worth retrying shortly; a database that is away,
+        // a little later.
+        let retry_after = match self.code {
+            ErrorCode::AnotherOperationInProgress => Some(1),
+            ErrorCode::ServiceUnavailable => Some(store::error::UNAVAILABLE_RETRY_AFTER_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(identity::trace::InternalCause(cause));

@@ -82,7 +82,7 @@ async fn start(
             .store()
             .read(move |tx| tx.tenant_find(&segment))
             .await
-            .map_err(|_| OAuthError::server_error())?;
+            .map_err(OAuthError::from)?;
         found.ok_or_else(|| OAuthError::unknown_tenant(tenant))?;
     }
     let client_id = params
@@ -127,7 +127,7 @@ async fn start(
             tx.device_code_insert(&record)
         })
         .await
-        .map_err(|_| OAuthError::server_error())?;
+        .map_err(OAuthError::from)?;
     let verification_uri = format!("{}/devicelogin", identity.origin());
     Ok(json!({
         "user_code": user_code,

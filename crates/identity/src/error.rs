@@ -5,13 +5,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use store::Timestamp;
+use store::error::StoreError;
 
 use crate::time::error_timestamp;
 
 /// A refusal of the token endpoint, with its real AADSTS number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
-    /// 400 or 401.
+    /// The HTTP status: 400 or 401 for the client's mistakes, 429, 500 or 503 for the server's.
     pub status: u16,
     /// The OAuth error code, e.g. `invalid_client`.
     pub error: &'static str,
@@ -233,9 +234,14 @@ impl OAuthError {
         )
     }
 
-    /// A server error caused by `error`: the client is told to retry, the log gets the cause.
-    pub fn internal(error: &dyn std::error::Error) -> OAuthError {
-        OAuthError { cause: Some(crate::trace::error_chain(error)), ..Self::server_error() }
+    /// A 503: the directory (the store) can't be reached now.
+    pub fn unavailable() -> OAuthError {
+        Self::new(
+            503,
+            "temporarily_unavailable",
+            90033,
+            "The directory is temporarily unavailable; retry the request after the time in the Retry-After header.".to_owned(),
+        )
     }
 
     pub fn server_error() -> OAuthError {
@@ -261,11 +267,13 @@ impl OAuthError {
         if let Some(cause) = &self.cause {
             response.extensions_mut().insert(crate::trace::InternalCause(cause.clone()));
         }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(crate::limiter::THROTTLE_RETRY_AFTER_SECONDS),
-            );
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS => Some(crate::limiter::THROTTLE_RETRY_AFTER_SECONDS),
+            StatusCode::SERVICE_UNAVAILABLE => Some(store::error::UNAVAILABLE_RETRY_AFTER_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -297,4 +305,16 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
     response
+}
+
+impl From<StoreError> for OAuthError {
+    /// A store that can't be reached is a 503 the client may retry; any other failure a 500.
+    /// The cause goes to the log only.
+    fn from(error: StoreError) -> OAuthError {
+        let cause = Some(crate::trace::error_chain(&error));
+        match error.is_unavailable() {
+            true => OAuthError { cause, ..OAuthError::unavailable() },
+            false => OAuthError { cause, ..OAuthError::server_error() },
+        }
+    }
 }

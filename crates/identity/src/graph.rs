@@ -107,15 +107,22 @@ impl From<DirectoryError> for GraphError {
 }
 
 impl From<StoreError> for GraphError {
+    /// A store that can't be reached is a 503 the client may retry; any other failure a 500.
     fn from(error: StoreError) -> GraphError {
-        GraphError {
-            cause: Some(crate::trace::error_chain(&error)),
-            ..GraphError::new(
+        let cause = Some(crate::trace::error_chain(&error));
+        let answer = match error.is_unavailable() {
+            true => GraphError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service_Unavailable",
-                "The directory could not be read; retry the request.",
-            )
-        }
+                "The directory is unavailable; retry the request after the time in the Retry-After header.",
+            ),
+            false => GraphError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Service_InternalServerError",
+                "The directory failed to answer; quote the request-id when reporting it.",
+            ),
+        };
+        GraphError { cause, ..answer }
     }
 }
 
@@ -127,6 +134,12 @@ impl IntoResponse for GraphError {
                 .into_response();
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(crate::trace::InternalCause(cause));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from(store::error::UNAVAILABLE_RETRY_AFTER_SECONDS),
+            );
         }
         response
     }

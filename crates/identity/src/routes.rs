@@ -47,7 +47,7 @@ async fn discovery(
             Ok(None) => {
                 return OAuthError::unknown_tenant(&tenant).response(identity.now(), &headers);
             }
-            Err(_) => return OAuthError::server_error().response(identity.now(), &headers),
+            Err(error) => return OAuthError::from(error).response(identity.now(), &headers),
         }
     };
     let origin = identity.origin();
@@ -88,7 +88,7 @@ async fn jwks(
             Ok(None) => {
                 return OAuthError::unknown_tenant(&tenant).response(identity.now(), &headers);
             }
-            Err(_) => return OAuthError::server_error().response(identity.now(), &headers),
+            Err(error) => return OAuthError::from(error).response(identity.now(), &headers),
         }
     }
     json_response(StatusCode::OK, &identity.jwks().await)

@@ -91,7 +91,7 @@ fn param<'a>(request: &'a TokenRequest<'_>, name: &str) -> Result<&'a str, OAuth
 }
 
 fn store_failure(error: StoreError) -> OAuthError {
-    OAuthError::internal(&error)
+    error.into()
 }
 
 /// Answers a token request with the response JSON, or the platform's error.
@@ -235,7 +235,7 @@ fn sign_in_error(error: &SignInError, tenant: &str) -> OAuthError {
         SignInError::Disabled => OAuthError::disabled(),
         SignInError::Throttled => OAuthError::throttled(),
         SignInError::NotInTenant { upn } => OAuthError::user_not_in_tenant(upn, tenant),
-        SignInError::Unavailable => OAuthError::server_error(),
+        SignInError::Unavailable => OAuthError::unavailable(),
     }
 }
 
@@ -278,7 +278,7 @@ async fn find_client(
     match Client::find(identity, client_id).await {
         Ok(client) => Ok(client),
         Err(ClientError::Unknown) => Err(missing),
-        Err(ClientError::Unavailable) => Err(OAuthError::server_error()),
+        Err(ClientError::Unavailable) => Err(OAuthError::unavailable()),
     }
 }
 
@@ -325,7 +325,7 @@ async fn require_consent(
     match client.has_consent(identity, user).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(OAuthError::consent_required(client_id, &user.tenant_id)),
-        Err(_) => Err(OAuthError::server_error()),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -613,7 +613,7 @@ async fn device_code(
         .store()
         .read(move |tx| tx.device_code_get(&lookup))
         .await
-        .map_err(|_| OAuthError::server_error())?
+        .map_err(store_failure)?
         .ok_or_else(OAuthError::bad_device_code)?;
     if !record.client_id.eq_ignore_ascii_case(client_id)
         || !record.tenant_segment.eq_ignore_ascii_case(tenant)
@@ -631,7 +631,7 @@ async fn device_code(
         .store()
         .write(move |tx| tx.device_code_delete(&hash))
         .await
-        .map_err(|_| OAuthError::server_error())?;
+        .map_err(store_failure)?;
     if !taken {
         return Err(OAuthError::bad_device_code());
     }
@@ -639,7 +639,7 @@ async fn device_code(
         .store()
         .read(move |tx| tx.user_get(&user_id))
         .await
-        .map_err(|_| OAuthError::server_error())?
+        .map_err(store_failure)?
         .ok_or_else(OAuthError::bad_device_code)?;
     let issued_at = (record.expires_at.0 / 1000) - DEVICE_CODE_LIFETIME_SECONDS;
     user_may_have_tokens(&user, issued_at, OAuthError::bad_device_code())?;

@@ -72,6 +72,9 @@ enum Attempt {
     Finished,
     /// A job failed without a savepoint of its own: the batch must run again with savepoints.
     NeedsSavepoints,
+    /// The connection was lost before the batch began (one kept open while the database
+    /// restarted): nothing was sent, so it runs again on another connection.
+    LostBeforeBegin(StoreError),
 }
 
 /// Jobs waiting for a leader.
@@ -218,8 +221,13 @@ impl Store {
         let mut attempt = 1;
         let commit = loop {
             match self.try_batch(&mut jobs, savepoints) {
-                Err(StoreError::Retryable { .. }) if attempt < MAX_ATTEMPTS => attempt += 1,
+                Err(StoreError::Retryable { .. }) | Ok(Attempt::LostBeforeBegin(_))
+                    if attempt < MAX_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
                 Ok(Attempt::NeedsSavepoints) => savepoints = true,
+                Ok(Attempt::LostBeforeBegin(error)) => break Err(error),
                 outcome => break outcome.map(|_| ()),
             }
         };
@@ -238,7 +246,10 @@ impl Store {
         let pool = &self.inner.writers;
         let mut conn = pool.get(|| self.inner.open_conn())?;
         let outcome = (|| {
-            let tx = conn.begin(Mode::Write)?;
+            let tx = match conn.begin(Mode::Write) {
+                Err(error) if error.is_unavailable() => return Ok(Attempt::LostBeforeBegin(error)),
+                begun => begun?,
+            };
             let mut write_tx = WriteTx::new(tx);
             // A lone job needs no savepoint: if it fails, the whole transaction rolls back.
             let n_jobs = jobs.len();
@@ -309,12 +320,7 @@ impl Store {
             self.inner.cache.advance(generation);
             Ok(Attempt::Finished)
         })();
-        let broken = matches!(&conn, crate::db::Conn::Postgres(client, _) if client.is_closed());
-        if broken {
-            pool.discard()
-        } else {
-            pool.put(conn)
-        }
+        pool.give_back(conn);
         outcome
     }
 }

@@ -449,8 +449,12 @@ impl Tx<'_> {
         }
     }
 
+    /// Marks the transaction for another attempt after a transient conflict, or after its
+    /// connection was lost: the database rolls back what a lost connection had not committed,
+    /// and the next attempt takes another connection (or fails at once while the database is
+    /// down). A commit whose connection is lost is never noted here: its outcome is unknown.
     fn note<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(StoreError::Retryable { .. }) = &result {
+        if let Err(StoreError::Retryable { .. } | StoreError::Unavailable { .. }) = &result {
             self.retry = true;
         }
         result
@@ -575,6 +579,24 @@ pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
 pub(crate) fn postgres_error(error: postgres::Error) -> StoreError {
     use postgres::error::SqlState;
     let code = error.code().cloned();
+    // The connection is gone, the server is shutting down or starting, or it is a standby that
+    // can't take writes (until it is promoted).
+    let lost = error.is_closed()
+        || error.source().is_some_and(|source| source.is::<std::io::Error>())
+        || code.as_ref().is_some_and(|code| {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::READ_ONLY_SQL_TRANSACTION,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                ]
+                .contains(code)
+        });
+    if lost {
+        return StoreError::Unavailable { source: Box::new(error) };
+    }
     match code {
         Some(code)
             if code == SqlState::T_R_SERIALIZATION_FAILURE

@@ -3,6 +3,9 @@
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The seconds a client is told to wait (`Retry-After`) while the database is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 3;
+
 /// Every failure of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,6 +34,12 @@ pub enum StoreError {
     /// A uniqueness, exclusion or reference rule of the schema refused a write.
     #[error("the database refused a write that breaks one of its rules")]
     Constraint { source: Source },
+
+    /// The database can't be reached now: stopped, restarting, failing over, or refusing
+    /// connections. Nothing was committed unless the connection was lost during the commit
+    /// itself; a client may try again shortly.
+    #[error("the database is unavailable")]
+    Unavailable { source: Source },
 
     /// A transient conflict between concurrent transactions; the store retries these itself.
     #[error("a concurrent transaction conflicted with this one")]
@@ -62,6 +71,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (`Unavailable`): a 503 for the client, not a
+    /// 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
     /// The same failure for another receiver (every job of a batch hears its commit's error):
     /// the variant and fields are kept, a source is kept as its text.
     pub(crate) fn duplicate(&self) -> StoreError {
@@ -81,6 +96,7 @@ impl StoreError {
             StoreError::Busy { source } => StoreError::Busy { source: text(source) },
             StoreError::DiskFull { source } => StoreError::DiskFull { source: text(source) },
             StoreError::Constraint { source } => StoreError::Constraint { source: text(source) },
+            StoreError::Unavailable { source } => StoreError::Unavailable { source: text(source) },
             StoreError::Retryable { source } => StoreError::Retryable { source: text(source) },
             StoreError::Database { source } => StoreError::Database { source: text(source) },
             StoreError::EtagMismatch { id, expected } => {

@@ -115,6 +115,10 @@ enum Opener {
 /// How many times a transaction is tried when PostgreSQL reports a transient conflict.
 const MAX_ATTEMPTS: usize = 20;
 
+/// How long opening a PostgreSQL connection may take, per host, unless the URL says
+/// (`connect_timeout`).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Leaders running shared commits at once on PostgreSQL.
 const MAX_BATCH_LEADERS: usize = 4;
 
@@ -132,11 +136,15 @@ impl Store {
                 (Opener::Sqlite { path, busy_timeout: *busy_timeout }, location, 1, 4, 1)
             }
             StoreConfig::Postgres { url, schema, max_connections } => {
-                let config: postgres::Config =
+                let mut config: postgres::Config =
                     url.parse().map_err(|error: postgres::Error| StoreError::InvalidConfig {
                         setting: redact_url(url),
                         reason: error.to_string(),
                     })?;
+                // A server that does not answer fails a request in seconds, not minutes.
+                if config.get_connect_timeout().is_none() {
+                    config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+                }
                 if let Some(schema) = schema
                     && !schema.bytes().all(|byte| {
                         byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'
@@ -402,15 +410,14 @@ impl Store {
                 let finished = tx.finish(result.is_ok());
                 Ok::<_, StoreError>((result, retry, finished))
             })();
-            let broken = matches!(&conn, Conn::Postgres(client, _) if client.is_closed());
-            if broken {
-                pool.discard()
-            } else {
-                pool.put(conn)
-            }
+            pool.give_back(conn);
             let (result, retry, finished) = match outcome {
                 Ok(outcome) => outcome,
-                Err(StoreError::Retryable { .. }) if attempt < MAX_ATTEMPTS => {
+                // Only `BEGIN` fails here with a lost connection (one kept open while the
+                // database restarted): nothing was sent, so it runs again on another.
+                Err(StoreError::Retryable { .. } | StoreError::Unavailable { .. })
+                    if attempt < MAX_ATTEMPTS =>
+                {
                     attempt += 1;
                     continue;
                 }
@@ -584,12 +591,18 @@ impl Inner {
                 Ok(Conn::Sqlite(connection))
             }
             Opener::Postgres { config, schema } => {
-                let mut client =
-                    config.connect(postgres::NoTls).map_err(|error| open_error(Box::new(error)))?;
+                // No server to be reached is a database that is unavailable (`postgres_error`),
+                // unless the server refused the credentials or the database name.
+                let mut client = config.connect(postgres::NoTls).map_err(|error| {
+                    let refused = error.code().is_some_and(|code| {
+                        !code.code().starts_with("08") && !code.code().starts_with("57")
+                    });
+                    if refused { open_error(Box::new(error)) } else { db::postgres_error(error) }
+                })?;
                 if let Some(schema) = schema {
                     client
                         .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}, public;"))
-                        .map_err(|error| open_error(Box::new(error)))?;
+                        .map_err(db::postgres_error)?;
                 }
                 Ok(Conn::Postgres(Box::new(client), std::collections::HashMap::new()))
             }
@@ -662,6 +675,23 @@ impl ConnPool {
         }
         drop(state);
         self.returned.notify_one();
+    }
+
+    /// Returns a connection after use. One the server closed is forgotten, and so are the idle
+    /// ones: they went to the same server, which has most likely closed them too (it stopped,
+    /// restarted or failed over), and each would fail its next transaction.
+    fn give_back(&self, conn: Conn) {
+        if !matches!(&conn, Conn::Postgres(client, _) if client.is_closed()) {
+            return self.put(conn);
+        }
+        let idle = {
+            let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let idle = std::mem::take(&mut state.idle);
+            state.n_open = state.n_open.saturating_sub(1 + idle.len());
+            idle
+        };
+        self.returned.notify_all();
+        drop(idle);
     }
 
     /// Forgets a connection that was taken and is gone (failed to open, or closed by the server).

@@ -5,6 +5,9 @@
 
 mod support;
 
+mod burst;
+mod pg_cluster;
+
 mod admin;
 mod arm;
 mod authorize;
@@ -18,6 +21,7 @@ mod metrics;
 mod network;
 mod openapi;
 mod operate;
+mod outage;
 mod resources;
 mod security;
 mod tidy;

@@ -94,6 +94,19 @@ impl TestServer {
                 (Some(config), Some(schema))
             }
         };
+        Some(TestServer::start_in(dir, database, schema).await)
+    }
+
+    /// A server with the demo world on `database` (a PostgreSQL the test runs itself).
+    pub async fn start_with(database: StoreConfig) -> TestServer {
+        TestServer::start_in(tempfile::tempdir().unwrap(), Some(database), None).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        database: Option<StoreConfig>,
+        schema: Option<String>,
+    ) -> TestServer {
         let config =
             ServeConfig { database, demo: true, ..ServeConfig::local(dir.path().to_owned()) };
         let running = server::start(config).await.unwrap();
@@ -102,7 +115,7 @@ impl TestServer {
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .build()
             .unwrap();
-        Some(TestServer { running, client, _dir: dir, schema })
+        TestServer { running, client, _dir: dir, schema }
     }
 
     /// The `--database` URL of the server's PostgreSQL schema, for `crosspool admin`; `None`
