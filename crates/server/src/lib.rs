@@ -2,6 +2,7 @@
 //! into one HTTPS listener. `start` is what the binary and the tests call.
 
 pub mod az_setup;
+pub mod backup;
 pub mod demo;
 pub mod files;
 pub mod health;

@@ -98,8 +98,22 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Open the store (creating or upgrading its schema), check it, and print a summary.
+    /// Open the store (creating or upgrading its schema), audit it, and print what was found;
+    /// fails if anything is wrong.
     Check,
+    /// Back the SQLite store up to a new file while the server serves (PostgreSQL: see
+    /// docs/operations.md).
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into this --data-dir, which must hold no store yet; then check it.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Tenants (directories).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -349,7 +363,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Admin(AdminCommand::Check) => admin_check(&config),
+        Command::Admin(AdminCommand::Check) => {
+            println!("{}", server::backup::check(&config)?);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Backup { to }) => {
+            let summary = server::backup::backup(&config, &cli.data_dir, &to)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Restore { from }) => {
+            let summary = server::backup::restore(&config, &from, &cli.data_dir, &kek)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
         Command::Admin(command) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -385,7 +412,9 @@ async fn admin_directory(
         .context("opening the store")?;
     let now = identity::Clock::now(&server::SystemClock);
     let output = match command {
-        AdminCommand::Check => unreachable!("handled without a runtime"),
+        AdminCommand::Check | AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            unreachable!("handled without a runtime")
+        }
         AdminCommand::Tenant(TenantCommand::Create { domain, display_name }) => {
             let display_name = display_name.unwrap_or_else(|| domain.clone());
             let tenant = directory::create_tenant(&store, &domain, &display_name, now).await?;
@@ -621,18 +650,4 @@ async fn stop_signal() {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-fn admin_check(config: &StoreConfig) -> anyhow::Result<()> {
-    let store = Store::open(config).context("opening the store")?;
-    let n_overlaps = store
-        .read_blocking(|tx| tx.audit_overlapping_blocks())
-        .with_context(|| format!("auditing {}", store.location()))?;
-    println!("store: {} ({:?})", store.location(), store.backend());
-    println!("overlapping allocation blocks: {n_overlaps}");
-    anyhow::ensure!(
-        n_overlaps == 0,
-        "{n_overlaps} allocation blocks overlap another in their pool tree"
-    );
-    Ok(())
 }

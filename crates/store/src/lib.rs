@@ -7,7 +7,9 @@
 //! commit (group commit), and each is answered only after that commit. Mutating methods exist
 //! only on `WriteTx`; `ReadTx` has the reads, and a `WriteTx` can read too.
 
+pub mod audit;
 pub mod authorization;
+pub mod backup;
 mod batch;
 pub mod cache;
 mod checkpoint;
@@ -127,7 +129,7 @@ impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         let (opener, location, n_writers, n_readers, n_leaders) = match config {
             StoreConfig::Sqlite { data_dir, busy_timeout } => {
-                let path = data_dir.join("crosspool.db");
+                let path = backup::sqlite_file(data_dir);
                 create_private_file(data_dir, &path).map_err(|error| StoreError::Open {
                     location: path.display().to_string(),
                     source: Box::new(error),

@@ -11,6 +11,7 @@ mod pg_cluster;
 mod admin;
 mod arm;
 mod authorize;
+mod backup;
 mod coverage;
 mod device;
 mod graph;

@@ -11,7 +11,7 @@ use crate::db::{Row, Value};
 
 pub(super) const HOLDER_CHILD_POOL: i64 = 0;
 
-pub(super) fn holder_code(holder: Holder) -> i64 {
+pub(crate) fn holder_code(holder: Holder) -> i64 {
     match holder {
         Holder::Resource => 1,
         Holder::StaticCidr => 2,

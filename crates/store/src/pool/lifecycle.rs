@@ -1,19 +1,16 @@
 //! A pool's life: reading pools and their usage, creating, re-prefixing and deleting them, and
 //! the locks on their trees and scopes.
 
-use std::collections::BTreeMap;
-
-use ipam::count::AddressCount;
 use ipam::error::Error as IpamError;
-use ipam::prefix::{Family, Prefix};
+use ipam::prefix::Prefix;
 use ipam::tree::check_pool_prefixes;
-use ipam::usage::{ChildPoolUsage, Holder, PoolUsage};
+use ipam::usage::{ChildPoolUsage, PoolUsage};
 
 use super::codec::{
-    ALLOCATION_BLOCKS, HOLDER_CHILD_POOL, POOL_SELECT, addr_value, family_code, family_from,
-    holder_code, holder_from, int, min_len, placement_code, pools_from_rows, prefix_from,
+    ALLOCATION_BLOCKS, HOLDER_CHILD_POOL, POOL_SELECT, addr_value, family_code, holder_from, int,
+    min_len, placement_code, pools_from_rows, prefix_from,
 };
-use super::{Change, LedgerAction, NewPool, Owner, PoolId, PoolRecord, PoolSpace};
+use super::{Change, LedgerAction, NewPool, Owner, PoolId, PoolRecord};
 use crate::db::{Backend, Value};
 use crate::error::StoreError;
 use crate::{ReadTx, WriteTx};
@@ -72,62 +69,6 @@ impl ReadTx<'_> {
             self.tx.query("SELECT addr, len FROM free_blocks WHERE pool_id = $1", &[int(id.0)])?;
         let free = free_rows.iter().map(|row| prefix_from(pool.family, row.blob(0), row.int(1)));
         Ok(PoolUsage::new(pool.prefixes.clone(), child_pools, held.collect::<Vec<_>>(), free))
-    }
-
-    /// Every pool's space in numbers (`PoolSpace`), in four grouped scans: prefixes, free
-    /// blocks and reserved blocks are counted per length, not read one by one.
-    pub fn pools_space(&mut self) -> Result<Vec<PoolSpace>, StoreError> {
-        let pools = self.tx.query("SELECT id, resource_key, family FROM pools ORDER BY id", &[])?;
-        let mut spaces: BTreeMap<i64, (Family, PoolSpace)> = pools
-            .iter()
-            .map(|row| {
-                let space = PoolSpace {
-                    resource_key: row.text(1).to_owned(),
-                    size: AddressCount::ZERO,
-                    allocated: AddressCount::ZERO,
-                    reserved: AddressCount::ZERO,
-                    available: AddressCount::ZERO,
-                    largest_free: AddressCount::ZERO,
-                };
-                (row.int(0), (family_from(row.int(2)), space))
-            })
-            .collect();
-        let grouped = [
-            "SELECT pool_id, len, COUNT(*) FROM pool_prefixes GROUP BY pool_id, len",
-            "SELECT pool_id, len, COUNT(*) FROM free_blocks GROUP BY pool_id, len",
-            &format!(
-                "SELECT b.pool_id, b.len, COUNT(*) FROM {ALLOCATION_BLOCKS} WHERE a.holder = {} GROUP BY b.pool_id, b.len",
-                holder_code(Holder::Reservation)
-            ),
-        ];
-        for (at, sql) in grouped.iter().enumerate() {
-            for row in self.tx.query(sql, &[])? {
-                let Some((family, space)) = spaces.get_mut(&row.int(0)) else { continue };
-                let exponent =
-                    family.bits() - u8::try_from(row.int(1)).expect("stored lengths fit a u8");
-                let count = u64::try_from(row.int(2)).expect("a count is not negative");
-                let addresses = AddressCount::blocks(count, exponent)
-                    .expect("disjoint blocks of one family hold at most 2^128 addresses");
-                let total = match at {
-                    0 => &mut space.size,
-                    1 => {
-                        let block = AddressCount::power_of_two(exponent);
-                        space.largest_free = space.largest_free.max(block);
-                        &mut space.available
-                    }
-                    _ => &mut space.reserved,
-                };
-                *total = total.add_disjoint(addresses);
-            }
-        }
-        Ok(spaces
-            .into_values()
-            .map(|(_, mut space)| {
-                space.allocated =
-                    space.size.sub_contained(space.available).sub_contained(space.reserved);
-                space
-            })
-            .collect())
     }
 }
 

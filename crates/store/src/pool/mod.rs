@@ -8,9 +8,11 @@
 
 mod allocation;
 mod codec;
+pub(crate) use codec::holder_code;
 pub(crate) mod free;
 pub mod ledger;
 mod lifecycle;
+mod space;
 
 use ipam::count::AddressCount;
 use ipam::plan::Placement;

@@ -105,6 +105,26 @@ both_backends! {
         assert_eq!(spaces[2].allocated.to_string(), "18446744073709551616");
     }
 
+    fn the_audit_finds_orphans_and_pools_that_do_not_add_up(test: &TestStore) {
+        let root = test.store.write_blocking(|tx| {
+            let root = create(tx, "Root", None, &["10.0.0.0/16"])?;
+            create(tx, "Child", Some(root.id()), &["10.0.64.0/18"])?;
+            Ok::<_, StoreError>(root)
+        }).unwrap();
+        let audit = test.store.read_blocking(|tx| tx.audit()).unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+        // An allocation whose VNet document is not there (VNET has none in this store).
+        test.store.write_blocking(|tx| tx.pool_allocate(root.id(), &count("16"), Holder::Resource, VNET, change(2))).unwrap();
+        let audit = test.store.read_blocking(|tx| tx.audit()).unwrap();
+        assert_eq!(audit.orphaned_allocations, vec![VNET.id.to_owned()]);
+        assert!(audit.unbalanced_pools.is_empty() && audit.overlapping_blocks == 0, "{audit:?}");
+        // Free space lost behind the store's back.
+        test.tamper("DELETE FROM free_blocks WHERE len = 17");
+        let audit = test.store.read_blocking(|tx| tx.audit()).unwrap();
+        assert_eq!(audit.unbalanced_pools, vec!["/nm/ipampools/root".to_owned()]);
+        assert!(!audit.is_clean());
+    }
+
     fn a_count_of_100_is_three_blocks_and_release_merges_them_back(test: &TestStore) {
         let pool = test.store.write_blocking(|tx| create(tx, "p", None, &["10.0.0.0/16"])).unwrap();
         let allocation = test.store.write_blocking(|tx| tx.pool_allocate(pool.id(), &count("100"), Holder::Resource, VNET, change(2))).unwrap();

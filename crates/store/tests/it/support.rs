@@ -61,6 +61,24 @@ pub fn postgres_available() -> bool {
     }
 }
 
+impl TestStore {
+    /// Runs SQL on the database behind the store's back, as a bug or a bad hand would.
+    pub fn tamper(&self, sql: &str) {
+        match &self.config {
+            StoreConfig::Sqlite { data_dir, .. } => {
+                let connection = rusqlite::Connection::open(data_dir.join("crosspool.db")).unwrap();
+                connection.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                connection.execute_batch(sql).unwrap();
+            }
+            StoreConfig::Postgres { url, schema, .. } => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                let schema = schema.as_deref().unwrap_or("public");
+                client.batch_execute(&format!("SET search_path TO {schema}; {sql}")).unwrap();
+            }
+        }
+    }
+}
+
 /// A schema name no other test run uses.
 pub fn unique_schema() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
