@@ -183,7 +183,13 @@ impl Store {
             location,
             cache: Arc::new(cache::Cache::new()),
         };
-        let mut conn = inner.open_conn()?;
+        // At start, say which database could not be reached.
+        let mut conn = inner.open_conn().map_err(|error| match error {
+            StoreError::Unavailable { .. } => {
+                StoreError::Open { location: inner.location.clone(), source: Box::new(error) }
+            }
+            other => other,
+        })?;
         migrate::run(&mut conn, &inner.location)?;
         inner.writers.put(conn);
         if matches!(inner.opener, Opener::Sqlite { .. })
